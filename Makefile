@@ -1,0 +1,59 @@
+# vncedge — build, test, benchmark, fuzz.
+# `make test` installs what the real-stack tests need (as root) and runs everything.
+
+GO        ?= go
+PKGS      ?= ./...
+BIN       ?= bin/vncedge
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+FUZZTIME  ?= 20s
+BENCHTIME ?= 1s
+LISTEN    ?= 127.0.0.1:6080
+TARGET    ?= tcp://127.0.0.1:5955
+
+.PHONY: all build test test-short deps bench fuzz fuzz-smoke run lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/vncedge
+
+# deps installs the Debian packages the real-stack tests use (no-op when present).
+deps:
+	bash .ci/install-deps
+
+# test: everything, the real-stack tests included (they skip only when a tool is missing,
+# and deps makes sure none is). VNCEDGE_REQUIRE_REAL=1 turns those skips into failures.
+test: deps
+	VNCEDGE_REQUIRE_REAL=1 $(GO) test -race -count=1 $(PKGS)
+	$(MAKE) fuzz-smoke
+
+# test-short: unit tests only, no installs.
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./rfbparse/ ./proxy/... ./bench/...
+
+# fuzz-smoke runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).
+fuzz-smoke:
+	@set -e; for pkg in $$($(GO) list ./... ); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter 20s,$(FUZZTIME)),10m,$(FUZZTIME))
+
+# run starts a throwaway Xvnc desktop and vncedge in front of it; open the printed URL.
+run: build deps
+	bash .ci/demo $(BIN) $(LISTEN)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+clean:
+	rm -rf bin

@@ -1,0 +1,215 @@
+package rfbparse
+
+import "encoding/binary"
+
+// agentGate drops input-like messages while the agent has control.
+func (s *Stream) agentGate() bool {
+	if s.pol != nil && s.interactor == Agent {
+		s.Stats.Dropped[DropAgent]++
+		return false
+	}
+	return true
+}
+
+// key decides a KeyEvent (or QEMU ExtendedKeyEvent, whose XT keycode is also
+// checked because servers may act on it instead of the keysym).
+//
+// The keysym is read from its own four bytes: the padding is ignored, as
+// servers ignore it, so a non-zero pad cannot disguise a key.
+func (s *Stream) key(down bool, ks, xt uint32) bool {
+	if s.pol == nil {
+		return true
+	}
+	ks2 := uint32(0)
+	if xt != 0 {
+		ks2 = xtKeysym[xt&0xff]
+		if xt > 0xff { // e0-prefixed form: 0xe0NN means 0x80|NN
+			ks2 = xtKeysym[0x80|xt&0x7f]
+		}
+	}
+	if m := modKey(ks) | modKey(ks2); m != 0 {
+		if down {
+			s.mods |= m
+		} else {
+			s.mods &^= m
+		}
+	}
+	if !down && s.unsuppress(ks, ks2) {
+		s.Stats.Dropped[DropShortcut]++
+		return false
+	}
+	if s.interactor == Agent {
+		s.Stats.Dropped[DropAgent]++
+		return false
+	}
+	if !down {
+		s.release(ks)
+		return true
+	}
+	if s.forbidden(ks) || s.forbidden(ks2) {
+		s.suppress(ks, ks2)
+		s.events |= EventBlocked
+		s.Stats.Dropped[DropShortcut]++
+		return false
+	}
+	if !s.hold1(ks) {
+		s.Stats.Dropped[DropKeyLimit]++
+		return false
+	}
+	g := groups(s.mods)
+	copyMods := ModCtrl
+	if s.mac {
+		copyMods |= ModMeta | ModSuper
+		if s.mods&keyAltL != 0 { // noVNC sends Cmd as Alt_L; Option is Mode_switch
+			g |= ModAlt
+			copyMods |= ModAlt
+		}
+	}
+	if g&copyMods != 0 {
+		switch fold(ks) {
+		case 'c':
+			s.events |= EventCopy
+		case 'v':
+			s.events |= EventPaste
+		}
+	}
+	return true
+}
+
+// forbidden reports whether key-down ks completes a forbidden shortcut.
+func (s *Stream) forbidden(ks uint32) bool {
+	if ks == 0 {
+		return false
+	}
+	k := fold(ks)
+	g := groups(s.mods)
+	for _, sc := range s.pol.Forbidden {
+		if sc.Key == k && g&sc.Mods == sc.Mods {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Stream) suppress(ks, ks2 uint32) {
+	for _, k := range [2]uint32{fold(ks), fold(ks2)} {
+		if k == 0 || s.suppressedAt(k) >= 0 || s.nSupp == len(s.suppressed) {
+			continue
+		}
+		s.suppressed[s.nSupp] = k
+		s.nSupp++
+	}
+}
+
+func (s *Stream) suppressedAt(k uint32) int {
+	for i := range s.nSupp {
+		if s.suppressed[i] == k {
+			return i
+		}
+	}
+	return -1
+}
+
+// unsuppress forgets ks and ks2 as suppressed and reports whether either was:
+// the key-up of a dropped key-down is dropped too.
+func (s *Stream) unsuppress(ks, ks2 uint32) bool {
+	found := false
+	for _, k := range [2]uint32{fold(ks), fold(ks2)} {
+		if k == 0 {
+			continue
+		}
+		if i := s.suppressedAt(k); i >= 0 {
+			s.nSupp--
+			s.suppressed[i] = s.suppressed[s.nSupp]
+			found = true
+		}
+	}
+	return found
+}
+
+// hold1 records ks as held on the server; false when the table is full.
+func (s *Stream) hold1(ks uint32) bool {
+	// A key passing down is no longer suppressed (autorepeat after the
+	// modifier was released): its key-up must reach the server.
+	if i := s.suppressedAt(fold(ks)); i >= 0 {
+		s.nSupp--
+		s.suppressed[i] = s.suppressed[s.nSupp]
+	}
+	for i := range s.nDown {
+		if s.down[i] == ks {
+			return true // autorepeat
+		}
+	}
+	if s.nDown == maxHeld {
+		return false
+	}
+	s.down[s.nDown] = ks
+	s.nDown++
+	return true
+}
+
+func (s *Stream) release(ks uint32) {
+	for i := range s.nDown {
+		if s.down[i] == ks {
+			s.nDown--
+			s.down[i] = s.down[s.nDown]
+			return
+		}
+	}
+}
+
+// pointer decides a PointerEvent, stripping the right button in place.
+func (s *Stream) pointer(m []byte) bool {
+	if s.pol == nil {
+		return true
+	}
+	if s.interactor == Agent {
+		s.Stats.Dropped[DropAgent]++
+		return false
+	}
+	if m[1]&0x04 != 0 {
+		switch s.pol.RightButton {
+		case RightStrip:
+			m[1] &^= 0x04
+			s.Stats.Rewritten++
+		case RightDrop:
+			s.Stats.Dropped[DropRightButton]++
+			return false
+		}
+	}
+	s.ptrMask = m[1] &^ 0x80
+	s.ptrX = binary.BigEndian.Uint16(m[2:4])
+	s.ptrY = binary.BigEndian.Uint16(m[4:6])
+	if len(m) == 7 {
+		s.ptrExtra = m[6]
+	} else {
+		s.ptrExtra = 0
+	}
+	return true
+}
+
+// queueRelease appends key-ups for every key held on the server and a
+// button release at the last pointer position.
+func (s *Stream) queueRelease() {
+	b := s.inject[:s.nInject]
+	for i := s.nDown - 1; i >= 0; i-- {
+		if len(b)+8 > len(s.inject) {
+			break
+		}
+		b = binary.BigEndian.AppendUint32(append(b, MsgKeyEvent, 0, 0, 0), s.down[i])
+	}
+	s.nDown = 0
+	if (s.ptrMask != 0 || s.ptrExtra != 0) && len(b)+7 <= len(s.inject) {
+		b = append(b, MsgPointerEvent, 0)
+		if s.ptrExtra != 0 && s.extMouse {
+			b[len(b)-1] = 0x80
+		}
+		b = binary.BigEndian.AppendUint16(b, s.ptrX)
+		b = binary.BigEndian.AppendUint16(b, s.ptrY)
+		if s.ptrExtra != 0 && s.extMouse {
+			b = append(b, 0)
+		}
+		s.ptrMask, s.ptrExtra = 0, 0
+	}
+	s.nInject = len(b)
+}

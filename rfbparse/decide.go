@@ -34,7 +34,10 @@ func (s *Stream) key(down bool, ks, xt uint32) bool {
 			s.mods &^= m
 		}
 	}
-	if !down && s.unsuppress(ks, ks2) {
+	// A key-up for a key the server holds passes even when suppressed: a
+	// dropped key-down (autorepeat, or a QEMU event whose keycode names a held
+	// modifier) must not leave the server with a key, e.g. Ctrl, stuck down.
+	if !down && s.unsuppress(ks, ks2) && !s.isDown(ks) && (ks2 == 0 || !s.isDown(ks2)) {
 		s.Stats.Dropped[DropShortcut]++
 		return false
 	}
@@ -47,7 +50,9 @@ func (s *Stream) key(down bool, ks, xt uint32) bool {
 		return true
 	}
 	if s.forbidden(ks) || s.forbidden(ks2) {
-		s.suppress(ks, ks2)
+		if !s.isDown(ks) { // an autorepeat of a key already down: its key-up must pass
+			s.suppress(ks, ks2)
+		}
 		s.events |= EventBlocked
 		s.Stats.Dropped[DropShortcut]++
 		return false
@@ -148,6 +153,16 @@ func (s *Stream) hold1(ks uint32) bool {
 	return true
 }
 
+// isDown reports whether key-down ks passed and its key-up did not yet.
+func (s *Stream) isDown(ks uint32) bool {
+	for i := range s.nDown {
+		if s.down[i] == ks {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Stream) release(ks uint32) {
 	for i := range s.nDown {
 		if s.down[i] == ks {
@@ -177,7 +192,10 @@ func (s *Stream) pointer(m []byte) bool {
 			return false
 		}
 	}
-	s.ptrMask = m[1] &^ 0x80
+	s.ptrMask = m[1]
+	if len(m) == 7 {
+		s.ptrMask &^= 0x80 // the ExtendedMouseButtons marker, not a button
+	}
 	s.ptrX = binary.BigEndian.Uint16(m[2:4])
 	s.ptrY = binary.BigEndian.Uint16(m[4:6])
 	if len(m) == 7 {

@@ -2,6 +2,7 @@ package rfbparse
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -258,9 +259,10 @@ func keyByName(p string) (uint32, bool) {
 			return 0xffbe + uint32(n-1), true
 		}
 	}
-	var ks uint32
-	if _, err := fmt.Sscanf(p, "0x%x", &ks); err == nil && ks != 0 {
-		return ks, true
+	if hex, ok := strings.CutPrefix(p, "0x"); ok {
+		if ks, err := strconv.ParseUint(hex, 16, 32); err == nil && ks != 0 {
+			return uint32(ks), true
+		}
 	}
 	return 0, false
 }

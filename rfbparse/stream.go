@@ -137,7 +137,7 @@ type Stream struct {
 	// Server side of the handshake.
 	srv      srvPhase
 	srvVer   int
-	srvHold  [12]byte
+	srvHold  [16]byte // longest server item: the VNC auth challenge
 	srvHeld  int
 	srvLeft  uint32
 	srvFail  bool
@@ -332,6 +332,7 @@ func (s *Stream) Feed(p []byte, w io.Writer) error {
 			s.held = 0
 		}
 
+		ph := s.phase
 		pass, err := s.decide(pre)
 		if err != nil {
 			if !fromHold {
@@ -356,12 +357,19 @@ func (s *Stream) Feed(p []byte, w io.Writer) error {
 		}
 		s.bodyPass = pass
 		s.remain = total - int64(need)
-		if s.remain == 0 {
-			s.finish()
+		if s.remain == 0 && s.phase == ph {
+			s.finish() // not when decide moved on (security choice)
 		}
 	}
 	if run >= 0 {
-		return s.write(w, p[run:])
+		if err := s.write(w, p[run:]); err != nil {
+			return err
+		}
+	}
+	if s.nInject > 0 && s.AtBoundary() { // the current message ended with p
+		n := s.nInject
+		s.nInject = 0
+		return s.write(w, s.inject[:n])
 	}
 	return nil
 }
@@ -370,8 +378,11 @@ func (s *Stream) write(w io.Writer, b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	_, err := w.Write(b)
-	return err
+	if _, err := w.Write(b); err != nil {
+		s.err = err // the stream lost bytes: it cannot go on
+		return err
+	}
+	return nil
 }
 
 // fail writes the passed bytes before position i, then records err.

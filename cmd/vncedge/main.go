@@ -1,0 +1,284 @@
+// Command vncedge is a WebSocket edge proxy for VNC: noVNC viewers connect
+// over WebSocket, vncedge applies input policy and relays RFB to the VNC server.
+//
+// Every flag has an environment equivalent: --dial-timeout is
+// VNCEDGE_DIAL_TIMEOUT. Flags on the command line win.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"vncedge/proxy"
+	"vncedge/rfbparse"
+)
+
+var version = "dev"
+
+// headerFlag collects repeated "Name: value" flags.
+type headerFlag http.Header
+
+func (h headerFlag) String() string { return "" }
+func (h headerFlag) Set(v string) error {
+	name, val, ok := strings.Cut(v, ":")
+	if !ok || strings.TrimSpace(name) == "" {
+		return fmt.Errorf("want \"Name: value\", got %q", v)
+	}
+	http.Header(h).Add(strings.TrimSpace(name), strings.TrimSpace(val))
+	return nil
+}
+
+type options struct {
+	listen, admin, target, sessions, control, upstreamCA string
+	origins, forbidden, rightButton, logFormat, logLevel string
+	allowXVP, noPolicy, showVersion                      bool
+	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
+	shutdownTimeout                                      time.Duration
+	maxFrame, maxViewerBuffer                            int64
+	loops                                                int
+	header                                               headerFlag
+}
+
+func parseFlags(args []string) (*options, error) {
+	o := &options{header: headerFlag{}}
+	fs := flag.NewFlagSet("vncedge", flag.ContinueOnError)
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:6080", "viewer listen address (host:port)")
+	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz and /readyz (empty: off)")
+	fs.StringVar(&o.target, "target", "", "send every path to this upstream: tcp://host:port, ws://host:port/path or wss://…")
+	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/vnc/{kind}/{id} to upstreams and API keys (reloaded on SIGHUP)")
+	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
+	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
+	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for wss:// upstreams (default: system roots)")
+	fs.StringVar(&o.origins, "allowed-origins", "", "comma-separated browser origins allowed besides the same host; * allows any")
+	fs.StringVar(&o.forbidden, "forbidden", rfbparse.DefaultForbidden, "comma-separated forbidden shortcuts, e.g. ctrl+o,ctrl+shift+i,ctrl+p")
+	fs.StringVar(&o.rightButton, "right-button", "strip", "right mouse button: strip, drop or allow")
+	fs.BoolVar(&o.allowXVP, "allow-xvp", false, "pass xvp power-control messages (shutdown, reboot)")
+	fs.BoolVar(&o.noPolicy, "no-policy", false, "relay viewer input uninspected (also allows encrypted security types)")
+	fs.DurationVar(&o.dialTimeout, "dial-timeout", 10*time.Second, "upstream resolve + dial + handshake timeout")
+	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "time a viewer has to send its upgrade request")
+	fs.DurationVar(&o.closeTimeout, "close-timeout", 3*time.Second, "time a viewer has to answer our close frame")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time sessions have to close on SIGINT/SIGTERM")
+	fs.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest viewer frame payload in bytes (larger: close 1009)")
+	fs.Int64Var(&o.maxViewerBuffer, "max-viewer-buffer", 64<<20, "bytes queued for a slow viewer before its session is cut")
+	fs.IntVar(&o.loops, "loops", 0, "event loops (0: one per CPU)")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "VNCEDGE_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !set[f.Name] {
+			if err := fs.Set(f.Name, v); err != nil && envErr == nil {
+				envErr = fmt.Errorf("%s: %w", env, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return o, nil
+}
+
+func newLogger(o *options) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	ho := &slog.HandlerOptions{Level: lvl}
+	switch o.logFormat {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, ho)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, ho)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want json or text, got %q", o.logFormat)
+}
+
+// buildConfig turns options into a proxy.Config.
+func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResolver, error) {
+	cfg := proxy.Config{
+		Addr: o.listen, Loops: o.loops, Logger: log,
+		DialTimeout: o.dialTimeout, HandshakeTimeout: o.handshakeTimeout, CloseTimeout: o.closeTimeout,
+		MaxFramePayload: o.maxFrame, MaxViewerBuffer: int(o.maxViewerBuffer),
+	}
+	if o.origins != "" {
+		for _, s := range strings.Split(o.origins, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				cfg.AllowedOrigins = append(cfg.AllowedOrigins, s)
+			}
+		}
+	}
+	if !o.noPolicy {
+		right, err := rfbparse.ParseRightButton(o.rightButton)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--right-button: %w", err)
+		}
+		pol, err := rfbparse.NewPolicy(o.forbidden, right)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--forbidden: %w", err)
+		}
+		pol.AllowXVP = o.allowXVP
+		cfg.Policy = pol
+	}
+	if o.upstreamCA != "" {
+		pem, err := os.ReadFile(o.upstreamCA)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--upstream-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return cfg, nil, fmt.Errorf("--upstream-ca %s: no PEM certificates", o.upstreamCA)
+		}
+		cfg.UpstreamTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	control := func(def rfbparse.Interactor) (rfbparse.Interactor, error) {
+		switch o.control {
+		case "":
+			return def, nil
+		case "user":
+			return rfbparse.User, nil
+		case "agent":
+			return rfbparse.Agent, nil
+		}
+		return 0, fmt.Errorf("--control: want user or agent, got %q", o.control)
+	}
+	switch {
+	case o.target != "" && o.sessions != "":
+		return cfg, nil, errors.New("--target and --sessions are exclusive")
+	case o.target != "":
+		u, err := proxy.ParseUpstream(o.target)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--target: %w", err)
+		}
+		ctl, err := control(rfbparse.User)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Resolver = &proxy.TargetResolver{Upstream: u, Header: http.Header(o.header), Control: ctl}
+		return cfg, nil, nil
+	case o.sessions != "":
+		ctl, err := control(rfbparse.Agent)
+		if err != nil {
+			return cfg, nil, err
+		}
+		sr, err := proxy.LoadStaticResolver(o.sessions, ctl)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Resolver = sr
+		return cfg, sr, nil
+	}
+	return cfg, nil, errors.New("one of --target or --sessions is required")
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "vncedge:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if o.showVersion {
+		fmt.Println("vncedge", version)
+		return nil
+	}
+	log, err := newLogger(o)
+	if err != nil {
+		return err
+	}
+	cfg, static, err := buildConfig(o, log)
+	if err != nil {
+		return err
+	}
+	srv, err := proxy.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	var admin *http.Server
+	if o.admin != "" {
+		admin = &http.Server{Addr: o.admin, Handler: adminHandler(srv), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server", "err", err)
+			}
+		}()
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.ListenAndServe() }()
+	log.Info("vncedge listening", "addr", o.listen, "admin", o.admin, "version", version)
+	for {
+		select {
+		case err := <-serveErr:
+			return err
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if static != nil {
+					if err := static.Reload(o.sessions); err != nil {
+						log.Error("reload sessions", "err", err)
+					} else {
+						log.Info("sessions reloaded", "file", o.sessions)
+					}
+				}
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String())
+			ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+			err := srv.Shutdown(ctx)
+			if admin != nil {
+				_ = admin.Shutdown(ctx)
+			}
+			cancel()
+			if err != nil {
+				return fmt.Errorf("shutdown: %w", err)
+			}
+			return <-serveErr
+		}
+	}
+}
+
+func adminHandler(srv *proxy.Server) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !srv.Serving() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		st := srv.Stats()
+		fmt.Fprintf(w, "ready active=%d total=%d\n", st.Active, st.Total)
+	})
+	return mux
+}

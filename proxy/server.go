@@ -1,0 +1,235 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+
+	"vncedge/rfbparse"
+)
+
+// Config configures a Server. Zero durations and sizes take the defaults below.
+type Config struct {
+	// Addr is the listen address, host:port.
+	Addr string
+	// Loops is the number of event loops; 0 means one per CPU.
+	Loops int
+	// Resolver maps each upgrade request to its upstream. Required.
+	Resolver Resolver
+	// Policy is the input policy; nil relays viewer input uninspected.
+	Policy *rfbparse.Policy
+	// AllowedOrigins lists browser origins allowed besides the same host; "*" allows any.
+	AllowedOrigins []string
+	// UpstreamTLS configures wss:// upstreams (RootCAs for a private CA).
+	UpstreamTLS *tls.Config
+
+	DialTimeout      time.Duration // resolve + dial + ws handshake; default 10s
+	HandshakeTimeout time.Duration // viewer's HTTP request head must arrive within; default 10s
+	CloseTimeout     time.Duration // wait for the viewer's close reply; default 3s
+	MaxFramePayload  int64         // largest viewer frame payload (1009 above); default 1 MiB
+	MaxViewerBuffer  int           // viewer outbound bytes before the session is cut (slow viewer); default 64 MiB
+	ViewerHighWater  int           // viewer outbound bytes above which the upstream is not read; default 1 MiB
+	ViewerLowWater   int           // ... and below which reading resumes; default 256 KiB
+	MaxEarlyBytes    int           // viewer bytes buffered while the upstream is dialed; default 64 KiB
+
+	// Logger receives one line per session end and errors; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.DialTimeout, 10*time.Second)
+	def(&c.HandshakeTimeout, 10*time.Second)
+	def(&c.CloseTimeout, 3*time.Second)
+	if c.MaxFramePayload <= 0 {
+		c.MaxFramePayload = 1 << 20
+	}
+	if c.MaxViewerBuffer <= 0 {
+		c.MaxViewerBuffer = 64 << 20
+	}
+	if c.ViewerHighWater <= 0 {
+		c.ViewerHighWater = 1 << 20
+	}
+	if c.ViewerLowWater <= 0 || c.ViewerLowWater >= c.ViewerHighWater {
+		c.ViewerLowWater = c.ViewerHighWater / 4
+	}
+	if c.MaxEarlyBytes <= 0 {
+		c.MaxEarlyBytes = 64 << 10
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is a vncedge relay. Create it with New, run it with ListenAndServe,
+// stop it with Shutdown.
+type Server struct {
+	gnet.BuiltinEventEngine
+	cfg Config
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	eng      gnet.Engine
+	booted   chan struct{}
+	stopping atomic.Bool
+
+	// Counters, read with Stats.
+	active, total, upgradeFailures atomic.Int64
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Resolver == nil {
+		return nil, errors.New("proxy: Config.Resolver is required")
+	}
+	if cfg.Addr == "" {
+		return nil, errors.New("proxy: Config.Addr is required")
+	}
+	cfg.setDefaults()
+	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, booted: make(chan struct{})}, nil
+}
+
+// Stats is a snapshot of server-wide counters.
+type Stats struct {
+	Active, Total, UpgradeFailures int64
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() Stats {
+	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load()}
+}
+
+// ListenAndServe runs the event loops until Shutdown; it returns the error
+// that stopped them (nil after Shutdown).
+func (s *Server) ListenAndServe() error {
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithReuseAddr(true),
+		gnet.WithTicker(true),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogLevel(logging.WarnLevel),
+	}
+	if s.cfg.Loops > 0 {
+		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
+	}
+	err := gnet.Run(s, "tcp://"+s.cfg.Addr, opts...)
+	if err != nil && !s.stopping.Load() {
+		return fmt.Errorf("proxy: serve %s: %w", s.cfg.Addr, err)
+	}
+	return nil
+}
+
+// Ready is closed once the listener is up.
+func (s *Server) Ready() <-chan struct{} { return s.booted }
+
+// Shutdown closes every session with 1001 going-away, waits for them to end
+// (or ctx), then stops the event loops.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.mu.Lock()
+	for sess := range s.sessions {
+		_ = sess.viewer.EventLoop().Execute(ctx, (*goingAway)(sess))
+	}
+	s.mu.Unlock()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			goto stop
+		case <-t.C:
+		}
+	}
+stop:
+	select {
+	case <-s.booted:
+		return s.eng.Stop(ctx)
+	default:
+		return nil
+	}
+}
+
+// OnBoot implements gnet.EventHandler.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.eng = eng
+	close(s.booted)
+	return gnet.None
+}
+
+// OnOpen implements gnet.EventHandler: a new viewer, or an enrolled upstream.
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if up, ok := c.Context().(*upstreamConn); ok {
+		return nil, up.s.upstreamOpen(c, up)
+	}
+	if s.stopping.Load() {
+		return nil, gnet.Close
+	}
+	sess := newSession(s, c)
+	c.SetContext(sess)
+	s.mu.Lock()
+	s.sessions[sess] = struct{}{}
+	s.mu.Unlock()
+	return nil, gnet.None
+}
+
+// OnTraffic implements gnet.EventHandler.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	switch x := c.Context().(type) {
+	case *session:
+		return x.viewerTraffic(c)
+	case *upstreamConn:
+		return x.s.upstreamTraffic(c)
+	}
+	_, _ = c.Discard(-1)
+	return gnet.Close
+}
+
+// OnClose implements gnet.EventHandler.
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	switch x := c.Context().(type) {
+	case *session:
+		x.viewerClosed(err)
+		s.mu.Lock()
+		delete(s.sessions, x)
+		s.mu.Unlock()
+	case *upstreamConn:
+		x.s.upstreamClosed(err)
+	}
+	return gnet.None
+}
+
+// OnTick sweeps sessions past their deadline (slow upgrade, unanswered close).
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now().UnixNano()
+	s.mu.Lock()
+	for sess := range s.sessions {
+		if d := sess.deadline.Load(); d != 0 && d < now {
+			_ = sess.viewer.EventLoop().Execute(context.Background(), (*expire)(sess))
+		}
+	}
+	s.mu.Unlock()
+	tick := min(s.cfg.HandshakeTimeout, s.cfg.CloseTimeout) / 4
+	return max(tick, 10*time.Millisecond), gnet.None
+}
+
+// Serving reports whether the listener is up and the server is not shutting down.
+func (s *Server) Serving() bool {
+	select {
+	case <-s.booted:
+		return !s.stopping.Load()
+	default:
+		return false
+	}
+}

@@ -1,0 +1,724 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"vncedge/proxy/upgrade"
+	"vncedge/proxy/wsframe"
+	"vncedge/rfbparse"
+)
+
+// Session states. All but the deadline are touched only on the session's loop.
+const (
+	stUpgrade = iota // reading the viewer's HTTP request head
+	stDialing        // resolving and dialing the upstream off the loop
+	stRelay          // both conns open, relaying
+	stClosing        // close frame sent to the viewer, waiting for its reply
+	stClosed
+)
+
+// session is one viewer, its upstream and the RFB stream between them. It is
+// the viewer conn's context; the upstream conn's context is an upstreamConn
+// pointing back here.
+type session struct {
+	srv    *Server
+	viewer gnet.Conn
+	up     gnet.Conn // nil until enrolled, and again once closed
+	state  uint8
+	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
+	deadline atomic.Int64
+	gone     atomic.Bool // viewer closed: the dialer need not enroll
+
+	start time.Time
+	req   *upgrade.Request
+	proto string
+	route *Route
+	wsUp  bool
+
+	vdec wsframe.Decoder // viewer frames (we are the server)
+	udec wsframe.Decoder // upstream frames for ws/wss upstreams (we are the client)
+	rfb  *rfbparse.Stream
+
+	mask [4]byte                           // our client mask for ws upstreams
+	vhdr [wsframe.MaxHeaderSize]byte       // header of a frame to the viewer
+	uhdr [wsframe.MaxHeaderSize]byte       // header of a frame to the upstream
+	vec  [2][]byte                         // writev vector (gnet modifies it in place)
+	ctl  [wsframe.MaxHeaderSize + 125]byte // control frames we send
+
+	// Upstream-bound writes of one viewer read are batched into one writev.
+	// Slices of the viewer's buffer go in as they are; bytes the parser holds
+	// in its own arrays (a prefix split across reads) are copied to arena.
+	iov          [batchIOV][]byte
+	niov, narena int
+	arena        [batchArena]byte
+	curLo, curHi uintptr // bounds of the viewer buffer being processed
+
+	bytesUp, bytesDown   uint64 // RFB payload bytes: viewer→server passed, server→viewer
+	framesUp, framesDown uint64
+	pauses               uint64 // times the upstream was paused for a slow viewer
+
+	// Backpressure: while the viewer's outbound is over the high watermark the
+	// upstream conn is taken off the loop (its socket kept open by pausedFD), so
+	// the kernel window closes on the VNC server; it is enrolled again below the
+	// low watermark.
+	paused, pauseReq bool
+	pausedFD         int
+	resumeTimer      *time.Timer
+
+	closeCode   ws.StatusCode
+	closeReason string
+	logged      bool
+}
+
+// upstreamConn is the upstream conn's context.
+type upstreamConn struct {
+	s       *session
+	early   []byte // bytes read by the ws dialer past its 101
+	route   *Route // handed to the session on the loop, in upstreamOpen
+	resumed bool   // enrolled again after a pause
+}
+
+func newSession(srv *Server, c gnet.Conn) *session {
+	s := &session{srv: srv, viewer: c, start: time.Now(), pausedFD: -1}
+	s.deadline.Store(s.start.Add(srv.cfg.HandshakeTimeout).UnixNano())
+	s.vdec = wsframe.Decoder{Role: wsframe.Server, MaxPayload: srv.cfg.MaxFramePayload}
+	s.udec = wsframe.Decoder{Role: wsframe.Client}
+	srv.active.Add(1)
+	srv.total.Add(1)
+	return s
+}
+
+// viewerTraffic handles bytes from the viewer in every state.
+func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
+	switch s.state {
+	case stUpgrade:
+		return s.readUpgrade(c)
+	case stDialing:
+		// The client must wait for the 101; keep what it pipelined, within bounds.
+		if c.InboundBuffered() > s.srv.cfg.MaxEarlyBytes {
+			s.logf(slog.LevelWarn, "viewer sent too much before the upgrade completed")
+			s.closeReason = "early-data-limit"
+			return gnet.Close
+		}
+		return gnet.None
+	case stRelay, stClosing:
+		if s.paused && s.state == stRelay {
+			// Hold viewer input while the upstream is off the loop, within bounds.
+			if c.InboundBuffered() > s.srv.cfg.MaxEarlyBytes {
+				s.end(ws.StatusPolicyViolation, "viewer-input-limit")
+			}
+			return gnet.None
+		}
+		buf, _ := c.Next(-1)
+		s.fromViewer(buf)
+		return gnet.None
+	}
+	_, _ = c.Discard(-1)
+	return gnet.None
+}
+
+// readUpgrade waits for a complete request head, checks it, and starts the dial.
+func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
+	buf, _ := c.Peek(-1)
+	n := upgrade.End(buf)
+	if n < 0 {
+		if len(buf) > upgrade.MaxRequestSize {
+			return s.reject(upgrade.ErrTooLarge)
+		}
+		return gnet.None
+	}
+	if n > upgrade.MaxRequestSize {
+		return s.reject(upgrade.ErrTooLarge)
+	}
+	req, err := upgrade.Parse(buf[:n])
+	if err != nil {
+		return s.reject(err)
+	}
+	proto, err := upgrade.Check(req, &upgrade.Options{AllowedOrigins: s.srv.cfg.AllowedOrigins, Subprotocol: "binary"})
+	if err != nil {
+		return s.reject(err)
+	}
+	_, _ = c.Discard(n) // pipelined bytes stay in gnet's buffer until the relay starts
+	s.req, s.proto, s.state = req, proto, stDialing
+	s.deadline.Store(0) // the dial has its own timeout
+	go s.dial()
+	return gnet.None
+}
+
+// reject answers the upgrade with an HTTP error and closes.
+func (s *session) reject(err error) gnet.Action {
+	var he *upgrade.Error
+	if !errors.As(err, &he) {
+		he = &upgrade.Error{Status: http.StatusBadRequest, Message: "bad request"}
+	}
+	s.srv.upgradeFailures.Add(1)
+	s.closeReason = "http-" + http.StatusText(he.Status)
+	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message,
+		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req))
+	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
+	s.state = stClosed
+	s.logged = true // the line above is this session's only log line
+	return gnet.Close
+}
+
+// dial runs off the loop: resolve, dial, then enroll the upstream on the
+// viewer's loop (its OnOpen continues there). Never waits on the enroll result.
+func (s *session) dial() {
+	cfg := &s.srv.cfg
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	route, err := cfg.Resolver.Resolve(ctx, s.req)
+	if err != nil {
+		var he *upgrade.Error
+		if !errors.As(err, &he) {
+			cfg.Logger.Warn("resolve failed", "err", err, "path", s.req.Path)
+			he = &upgrade.Error{Status: http.StatusBadGateway, Message: "cannot resolve session"}
+		}
+		s.failDial(he)
+		return
+	}
+	conn, early, err := dialUpstream(ctx, route, cfg.UpstreamTLS)
+	if err != nil {
+		cfg.Logger.Warn("upstream dial failed", "err", err, "kind", route.Kind, "id", route.ID)
+		s.failDial(dialStatus(err))
+		return
+	}
+	if s.gone.Load() {
+		conn.Close()
+		return
+	}
+	up := &upstreamConn{s: s, early: early, route: route}
+	if _, err := s.viewer.EventLoop().Enroll(gnet.NewContext(context.Background(), up), conn); err != nil {
+		conn.Close()
+		s.failDial(&upgrade.Error{Status: http.StatusServiceUnavailable, Message: "shutting down"})
+	}
+}
+
+// failDial answers the waiting viewer with an HTTP error, on its loop.
+func (s *session) failDial(he *upgrade.Error) {
+	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if s.state == stDialing {
+			s.reject(he)
+			_ = s.viewer.Close()
+		}
+		return nil
+	}))
+}
+
+// upstreamOpen runs on the viewer's loop once the upstream is enrolled: answer
+// 101, then relay what either side already sent.
+func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
+	if up.resumed {
+		if s.state != stRelay {
+			return gnet.Close
+		}
+		s.up, s.paused = c, false
+		s.drainViewer()
+		return gnet.None
+	}
+	if s.state != stDialing {
+		return gnet.Close
+	}
+	s.up, s.route = c, up.route
+	_ = c.SetNoDelay(true)
+	rt := s.route
+	s.wsUp = rt.Upstream.Scheme != "tcp"
+	s.rfb = rfbparse.NewStream(s.srv.cfg.Policy, rt.Control)
+	ua := s.req.UserAgent
+	s.rfb.SetMac(strings.Contains(ua, "Macintosh") || strings.Contains(ua, "Mac OS X"))
+	if s.wsUp {
+		_, _ = rand.Read(s.mask[:])
+	}
+	if _, err := s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto)); err != nil {
+		s.end(ws.StatusInternalServerError, "viewer-write-failed")
+		return gnet.None
+	}
+	s.state = stRelay
+	if len(up.early) > 0 {
+		s.fromUpstream(up.early)
+		up.early = nil
+	}
+	s.drainViewer()
+	return gnet.None
+}
+
+// drainViewer relays viewer bytes that waited in gnet's buffer (pipelined
+// after the upgrade, or sent while the upstream was paused).
+func (s *session) drainViewer() {
+	if s.state == stRelay && s.viewer.InboundBuffered() > 0 {
+		buf, _ := s.viewer.Next(-1)
+		s.fromViewer(buf)
+	}
+}
+
+func (s *session) upstreamTraffic(c gnet.Conn) gnet.Action {
+	buf, _ := c.Next(-1)
+	if s.state != stRelay {
+		return gnet.None
+	}
+	s.fromUpstream(buf)
+	if s.pauseReq && s.state == stRelay {
+		s.pauseReq = false
+		if c.OutboundBuffered() == 0 { // nothing of ours would be lost with the conn
+			if fd, err := c.Dup(); err == nil {
+				s.paused, s.pausedFD, s.up = true, fd, nil
+				s.pauses++
+				s.armResume()
+				return gnet.Close
+			}
+		}
+	}
+	return gnet.None
+}
+
+// armResume schedules a check of the viewer's outbound from a timer; the check
+// itself runs on the loop.
+func (s *session) armResume() {
+	const every = time.Millisecond
+	if s.resumeTimer == nil {
+		s.resumeTimer = time.AfterFunc(every, func() {
+			_ = s.viewer.EventLoop().Execute(context.Background(), (*resumeCheck)(s))
+		})
+		return
+	}
+	s.resumeTimer.Reset(every)
+}
+
+// resumeCheck enrolls the paused upstream again once the viewer has drained.
+type resumeCheck session
+
+func (r *resumeCheck) Run(context.Context) error {
+	s := (*session)(r)
+	if !s.paused || s.state != stRelay {
+		return nil
+	}
+	if s.viewer.OutboundBuffered() > s.srv.cfg.ViewerLowWater {
+		s.armResume()
+		return nil
+	}
+	f := os.NewFile(uintptr(s.pausedFD), "vncedge-upstream")
+	conn, err := net.FileConn(f)
+	f.Close()
+	s.pausedFD = -1
+	if err != nil {
+		s.end(ws.StatusInternalServerError, "upstream-resume-failed")
+		return nil
+	}
+	up := &upstreamConn{s: s, route: s.route, resumed: true}
+	if _, err := s.viewer.EventLoop().Enroll(gnet.NewContext(context.Background(), up), conn); err != nil {
+		conn.Close()
+		s.end(ws.StatusInternalServerError, "upstream-resume-failed")
+	}
+	return nil
+}
+
+// unpause releases a paused upstream socket when the session ends.
+func (s *session) unpause() {
+	if s.paused && s.pausedFD >= 0 {
+		_ = syscall.Close(s.pausedFD)
+	}
+	s.paused, s.pausedFD = false, -1
+	if s.resumeTimer != nil {
+		s.resumeTimer.Stop()
+	}
+}
+
+// fromViewer feeds viewer bytes through the frame decoder and the RFB stream,
+// then writes what passed to the upstream in one writev.
+func (s *session) fromViewer(buf []byte) {
+	if len(buf) > 0 {
+		s.curLo = uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+		s.curHi = s.curLo + uintptr(len(buf))
+	}
+	err := s.vdec.Feed(buf, (*viewerFrames)(s))
+	s.curLo, s.curHi = 0, 0
+	if ferr := s.flushUp(); ferr != nil && err == nil {
+		err = ferr
+	}
+	if err != nil && s.state == stRelay {
+		var ce *wsframe.CloseError
+		var re *rfbparse.Error
+		switch {
+		case errors.As(err, &ce):
+			s.end(ce.Code, ce.Reason)
+		case errors.As(err, &re):
+			s.end(ws.StatusPolicyViolation, re.Reason)
+		default:
+			s.end(ws.StatusInternalServerError, "upstream-write-failed")
+		}
+	}
+}
+
+// fromUpstream forwards server bytes to the viewer.
+func (s *session) fromUpstream(buf []byte) {
+	if s.wsUp {
+		if err := s.udec.Feed(buf, (*upstreamFrames)(s)); err != nil && s.state == stRelay {
+			var re *rfbparse.Error
+			var ce *wsframe.CloseError
+			switch {
+			case errors.As(err, &re):
+				s.end(ws.StatusPolicyViolation, re.Reason)
+			case errors.As(err, &ce):
+				s.end(ws.StatusInternalServerError, "upstream-protocol-error")
+			default:
+				s.end(ws.StatusInternalServerError, "viewer-write-failed")
+			}
+		}
+		return
+	}
+	if err := s.serverBytes(buf); err != nil && s.state == stRelay {
+		var re *rfbparse.Error
+		if errors.As(err, &re) {
+			s.end(ws.StatusPolicyViolation, re.Reason)
+		} else {
+			s.end(ws.StatusInternalServerError, "viewer-write-failed")
+		}
+	}
+}
+
+// serverBytes tracks the server's handshake, then sends p to the viewer as one
+// binary frame, straight from the caller's buffer.
+func (s *session) serverBytes(p []byte) error {
+	if !s.rfb.HandshakeDone() {
+		if err := s.rfb.Server(p); err != nil {
+			return err
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	n := wsframe.PutHeader(s.vhdr[:], ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(p))})
+	s.vec[0], s.vec[1] = s.vhdr[:n], p
+	if _, err := s.viewer.Writev(s.vec[:]); err != nil {
+		return err
+	}
+	s.vec[0], s.vec[1] = nil, nil
+	s.bytesDown += uint64(len(p))
+	s.framesDown++
+	switch ob := s.viewer.OutboundBuffered(); {
+	case ob > s.srv.cfg.MaxViewerBuffer:
+		s.end(ws.StatusPolicyViolation, "viewer-too-slow")
+	case ob > s.srv.cfg.ViewerHighWater:
+		s.pauseReq = true
+	}
+	return nil
+}
+
+// viewerFrames receives decoded viewer frames.
+type viewerFrames session
+
+func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, _ bool) error {
+	s := (*session)(v)
+	if s.state != stRelay {
+		return nil // closing: discard
+	}
+	s.framesUp++
+	if err := s.rfb.Feed(p, (*upstreamWriter)(s)); err != nil {
+		return err
+	}
+	s.rfb.TakeEvents() // consumed by the message channel once it exists
+	return nil
+}
+
+func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {
+	s := (*session)(v)
+	switch op {
+	case ws.OpPing:
+		if s.state == stRelay {
+			s.sendControl(s.viewer, ws.OpPong, payload, false)
+		}
+	case ws.OpClose:
+		if s.state == stRelay {
+			// Echo the viewer's close, then close: it sends nothing after its close.
+			s.closeCode, s.closeReason = closeCodeOf(payload), "viewer-closed"
+			s.sendControl(s.viewer, ws.OpClose, payload[:min(len(payload), 2)], false)
+			s.state = stClosing
+			s.closeUpstream()
+		}
+		_ = s.viewer.Close()
+	}
+	return nil
+}
+
+// upstreamFrames receives decoded frames from ws/wss upstreams.
+type upstreamFrames session
+
+func (u *upstreamFrames) OnData(_ ws.OpCode, p []byte, _ bool) error {
+	return (*session)(u).serverBytes(p)
+}
+
+func (u *upstreamFrames) OnControl(op ws.OpCode, payload []byte) error {
+	s := (*session)(u)
+	switch op {
+	case ws.OpPing:
+		s.sendControl(s.up, ws.OpPong, payload, true)
+	case ws.OpClose:
+		s.end(ws.StatusNormalClosure, "upstream-closed")
+	}
+	return nil
+}
+
+const (
+	batchIOV   = 64  // slices per writev
+	batchArena = 512 // bytes for frame headers and parser-held bytes per batch
+)
+
+// upstreamWriter queues the RFB bytes that passed policy for the upstream.
+type upstreamWriter session
+
+func (w *upstreamWriter) Write(b []byte) (int, error) {
+	s := (*session)(w)
+	if len(b) == 0 {
+		return 0, nil
+	}
+	s.bytesUp += uint64(len(b))
+	hdr := 0
+	if s.wsUp {
+		hdr = wsframe.MaxHeaderSize
+	}
+	stable := s.inViewerBuf(b)
+	room := hdr
+	if !stable {
+		room += len(b)
+	}
+	if s.niov+2 > batchIOV || s.narena+room > batchArena {
+		if err := s.flushUp(); err != nil {
+			return 0, err
+		}
+	}
+	if !stable {
+		if len(b)+hdr > batchArena { // not from the parser's small arrays: write through
+			return len(b), s.writeUpNow(b)
+		}
+		n := copy(s.arena[s.narena:], b)
+		b = s.arena[s.narena : s.narena+n]
+		s.narena += n
+	}
+	if s.wsUp {
+		// Re-frame as a masked client frame, masking in place: b has been
+		// parsed and is not read again.
+		n := wsframe.PutHeader(s.arena[s.narena:], ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: s.mask, Length: int64(len(b))})
+		s.iov[s.niov] = s.arena[s.narena : s.narena+n]
+		s.narena += n
+		s.niov++
+		ws.Cipher(b, s.mask, 0)
+	}
+	s.iov[s.niov] = b
+	s.niov++
+	return len(b), nil
+}
+
+// inViewerBuf reports whether b lies in the viewer buffer being processed,
+// which stays valid until the batch is flushed.
+func (s *session) inViewerBuf(b []byte) bool {
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return p >= s.curLo && p+uintptr(len(b)) <= s.curHi
+}
+
+// writeUpNow writes b at once, as one frame for ws upstreams (after the batch).
+func (s *session) writeUpNow(b []byte) error {
+	if err := s.flushUp(); err != nil {
+		return err
+	}
+	if !s.wsUp {
+		_, err := s.up.Write(b)
+		return err
+	}
+	n := wsframe.PutHeader(s.uhdr[:], ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: s.mask, Length: int64(len(b))})
+	ws.Cipher(b, s.mask, 0)
+	s.vec[0], s.vec[1] = s.uhdr[:n], b
+	_, err := s.up.Writev(s.vec[:])
+	s.vec[0], s.vec[1] = nil, nil
+	return err
+}
+
+// flushUp writes the queued batch to the upstream.
+func (s *session) flushUp() error {
+	if s.niov == 0 {
+		return nil
+	}
+	var err error
+	if s.up != nil {
+		if s.niov == 1 {
+			_, err = s.up.Write(s.iov[0])
+		} else {
+			_, err = s.up.Writev(s.iov[:s.niov])
+		}
+	}
+	clear(s.iov[:s.niov])
+	s.niov, s.narena = 0, 0
+	return err
+}
+
+// sendControl writes a control frame (payload ≤ 125 bytes) to c.
+func (s *session) sendControl(c gnet.Conn, op ws.OpCode, payload []byte, masked bool) {
+	if c == nil {
+		return
+	}
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+	if masked {
+		h.Masked, h.Mask = true, s.mask
+	}
+	n := wsframe.PutHeader(s.ctl[:], h)
+	m := copy(s.ctl[n:], payload)
+	if masked {
+		ws.Cipher(s.ctl[n:n+m], s.mask, 0)
+	}
+	_, _ = c.Write(s.ctl[:n+m])
+}
+
+// end closes the session with code and reason: the upstream now, the viewer
+// once it answers our close frame (or CloseTimeout passes).
+func (s *session) end(code ws.StatusCode, reason string) {
+	if s.state >= stClosing {
+		return
+	}
+	s.state = stClosing
+	s.closeCode, s.closeReason = code, reason
+	s.closeUpstream()
+	_, _ = s.viewer.Write(wsframe.AppendClose(s.ctl[:0], code, reason, nil))
+	s.deadline.Store(time.Now().Add(s.srv.cfg.CloseTimeout).UnixNano())
+}
+
+func (s *session) closeUpstream() {
+	s.unpause()
+	_ = s.flushUp()
+	if s.up != nil {
+		_ = s.up.Close()
+		s.up = nil
+	}
+}
+
+// upstreamClosed: the VNC server side ended.
+func (s *session) upstreamClosed(err error) {
+	if s.paused {
+		return // taken off the loop on purpose; pausedFD keeps the socket
+	}
+	s.up = nil
+	if s.state != stRelay {
+		return
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		s.end(ws.StatusNormalClosure, "upstream-closed")
+	} else {
+		s.srv.cfg.Logger.Debug("upstream error", "err", err)
+		s.end(ws.StatusInternalServerError, "upstream-error")
+	}
+}
+
+// viewerClosed: the viewer conn is gone; make sure the upstream follows.
+func (s *session) viewerClosed(err error) {
+	s.gone.Store(true)
+	if s.state == stRelay { // no close frame: the viewer vanished
+		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, "viewer-gone"
+	}
+	s.state = stClosed
+	s.closeUpstream()
+	s.srv.active.Add(-1)
+	s.logEnd(err)
+}
+
+// goingAway closes a session for server shutdown, on its loop.
+type goingAway session
+
+func (g *goingAway) Run(context.Context) error {
+	s := (*session)(g)
+	switch s.state {
+	case stRelay:
+		s.end(ws.StatusGoingAway, "server-shutdown")
+	case stUpgrade, stDialing:
+		_ = s.viewer.Close()
+	}
+	return nil
+}
+
+// expire closes a session whose deadline passed, on its loop.
+type expire session
+
+func (e *expire) Run(context.Context) error {
+	s := (*session)(e)
+	if d := s.deadline.Load(); d == 0 || d > time.Now().UnixNano() || s.state == stClosed {
+		return nil
+	}
+	if s.state == stUpgrade {
+		s.closeReason = "upgrade-timeout"
+		s.logged = true
+		s.srv.upgradeFailures.Add(1)
+	}
+	_ = s.viewer.Close()
+	return nil
+}
+
+func (s *session) logEnd(err error) {
+	if s.logged {
+		return
+	}
+	s.logged = true
+	attrs := []any{
+		"viewer", addrString(s.viewer.RemoteAddr()),
+		"duration_ms", time.Since(s.start).Milliseconds(),
+		"close_code", int(s.closeCode),
+		"close_reason", s.closeReason,
+		"bytes_up", s.bytesUp, "bytes_down", s.bytesDown,
+		"frames_up", s.framesUp, "frames_down", s.framesDown, "pauses", s.pauses,
+	}
+	if r := s.route; r != nil {
+		attrs = append(attrs, "kind", r.Kind, "id", r.ID, "organization", r.Organization,
+			"client_id", r.ClientID, "upstream", r.Upstream.Scheme+"://"+r.Upstream.Host)
+	}
+	if s.rfb != nil {
+		st := &s.rfb.Stats
+		drops := make([]any, 0, 2*int(rfbparse.NumDropReasons))
+		for r := range rfbparse.NumDropReasons {
+			if st.Dropped[r] > 0 {
+				drops = append(drops, r.String(), st.Dropped[r])
+			}
+		}
+		attrs = append(attrs, "messages_up", st.Messages, "rewritten", st.Rewritten,
+			slog.Group("dropped", drops...), "interactor", s.rfb.Interactor().String())
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		attrs = append(attrs, "err", err.Error())
+	}
+	s.srv.cfg.Logger.Info("session end", attrs...)
+}
+
+func (s *session) logf(level slog.Level, msg string) {
+	s.srv.cfg.Logger.Log(context.Background(), level, msg, "viewer", addrString(s.viewer.RemoteAddr()))
+}
+
+func closeCodeOf(payload []byte) ws.StatusCode {
+	if len(payload) < 2 {
+		return ws.StatusNoStatusRcvd
+	}
+	return ws.StatusCode(uint16(payload[0])<<8 | uint16(payload[1]))
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+func pathOf(r *upgrade.Request) string {
+	if r == nil {
+		return ""
+	}
+	return r.Path
+}

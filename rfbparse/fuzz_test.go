@@ -1,0 +1,203 @@
+package rfbparse
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// fuzzStream builds the Stream a fuzz input's mode byte selects, past a 3.8
+// None handshake: bits 0-1 right-button mode (3: nil policy), bit 2 agent,
+// bit 3 mac.
+func fuzzStream(t *testing.T, mode uint8) *Stream {
+	var pol *Policy
+	if rb := mode & 3; rb != 3 {
+		var err error
+		if pol, err = NewPolicy("ctrl+o,ctrl+shift+i,ctrl+p,f12,alt+f4", RightButton(rb)); err != nil {
+			t.Fatal(err)
+		}
+		pol.MaxCutText = 1 << 16
+	}
+	who := User
+	if mode&4 != 0 {
+		who = Agent
+	}
+	s := ready(t, pol, who)
+	s.SetMac(mode&8 != 0)
+	return s
+}
+
+func fuzzSeeds(f *testing.F) {
+	ss := noVNCSession()
+	f.Add(ss.client[14:], uint16(100), uint8(0))
+	f.Add(cat(setEnc(-316), ptrExt(4, 1, 1, 1), keyDown(KeysymControlL), keyDown('o'), keyUp('o')), uint16(9), uint8(0))
+	f.Add(cat(qemuKey(true, KeysymControlL, 0x1d), qemuKey(true, 'a', 0x18), cutText("abc")), uint16(13), uint8(1))
+	f.Add(cat(xvpMsg(2), giiMsg(0, true, []byte{1, 2}), fence(0, []byte{1}), []byte{7}), uint16(3), uint8(4))
+	f.Add(cat(keyDown(KeysymControlL), qemuKey(true, 'o', 0x1d), keyUp(KeysymControlL), keyDown('o')), uint16(20), uint8(2))
+	f.Add([]byte{6, 0, 0, 0, 0, 1, 0, 1}, uint16(5), uint8(0))
+	f.Add([]byte{255, 1, 0, 2, 1, 2, 3}, uint16(2), uint8(3))
+}
+
+type fuzzRun struct {
+	out    []byte
+	err    error
+	stats  Stats
+	events Event
+}
+
+func fuzzFeed(t *testing.T, mode uint8, data []byte, cuts ...int) fuzzRun {
+	s := fuzzStream(t, mode)
+	var w sink
+	var r fuzzRun
+	prev := 0
+	for _, c := range append(cuts, len(data)) {
+		err := s.Feed(bytes.Clone(data[prev:c]), &w)
+		if r.err == nil {
+			r.err = err
+		} else if err != r.err {
+			t.Fatalf("error not sticky: %v then %v", r.err, err)
+		}
+		prev = c
+	}
+	if r.err != nil {
+		asError(t, r.err)
+	}
+	r.out, r.stats, r.events = w.buf, s.Stats, s.TakeEvents()
+	return r
+}
+
+// FuzzStreamSplit: cutting the stream anywhere changes nothing.
+func FuzzStreamSplit(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte, split uint16, mode uint8) {
+		whole := fuzzFeed(t, mode, data)
+		cut := int(split) % (len(data) + 1)
+		got := fuzzFeed(t, mode, data, cut)
+		if (got.err == nil) != (whole.err == nil) || got.err != nil && got.err.Error() != whole.err.Error() {
+			t.Fatalf("cut %d: error %v, unsplit %v", cut, got.err, whole.err)
+		}
+		if !bytes.Equal(got.out, whole.out) {
+			t.Fatalf("cut %d: output\n% x\nunsplit\n% x", cut, got.out, whole.out)
+		}
+		if got.stats != whole.stats || got.events != whole.events {
+			t.Fatalf("cut %d: stats %+v events %b, unsplit %+v %b", cut, got.stats, got.events, whole.stats, whole.events)
+		}
+		if bb := fuzzFeed(t, mode, data, everyByte(len(data))...); !bytes.Equal(bb.out, whole.out) || bb.stats != whole.stats {
+			t.Fatal("byte by byte differs from unsplit")
+		}
+	})
+}
+
+func everyByte(n int) []int {
+	c := make([]int, n)
+	for i := range c {
+		c[i] = i
+	}
+	return c
+}
+
+// FuzzPolicy: whatever the viewer sends, what passes obeys the policy.
+func FuzzPolicy(f *testing.F) {
+	fuzzSeeds(f)
+	f.Fuzz(func(t *testing.T, data []byte, split uint16, mode uint8) {
+		cut := int(split) % (len(data) + 1)
+		r := fuzzFeed(t, mode, data, cut)
+		if mode&3 == 3 { // nil policy: everything valid passes unchanged
+			if !bytes.HasPrefix(data, r.out) {
+				t.Fatal("nil policy changed the stream")
+			}
+			return
+		}
+		pol := fuzzStream(t, mode).pol
+		agent := mode&4 != 0
+		checkPassed(t, pol, agent, r.out)
+	})
+}
+
+// checkPassed re-parses passed bytes with the reference parser and checks the
+// policy's promises against the server's view of held modifiers.
+func checkPassed(t *testing.T, pol *Policy, agent bool, out []byte) {
+	extMouse := false
+	held := map[uint32]bool{} // modifier keys the server holds
+	mods := func() Modifier {
+		var m Modifier
+		for k, h := range held {
+			if h {
+				m |= refModKeys[k]
+			}
+		}
+		return m
+	}
+	for len(out) > 0 {
+		n := refLen(out, extMouse, pol.MaxCutText)
+		if n == -2 {
+			t.Fatalf("invalid message passed: % x", out[:min(16, len(out))])
+		}
+		if n == -1 {
+			return // the message in progress when the input ended
+		}
+		m := out[:n]
+		out = out[n:]
+		if agent {
+			switch m[0] {
+			case MsgSetPixelFormat, MsgSetEncodings, MsgFramebufferUpdateReq, MsgEnableContinuousUpdates, MsgClientFence:
+			case MsgQEMU:
+				if m[1] != qemuAudio {
+					t.Fatalf("agent mode passed % x", m)
+				}
+			default:
+				t.Fatalf("agent mode passed % x", m)
+			}
+		}
+		var down bool
+		var keys []uint32
+		switch m[0] {
+		case MsgSetEncodings:
+			extMouse = false
+			for i := 4; i < len(m); i += 4 {
+				if int32(binary.BigEndian.Uint32(m[i:])) == EncodingExtendedMouseButtons {
+					extMouse = true
+				}
+			}
+		case MsgPointerEvent:
+			if m[1]&4 != 0 && pol.RightButton != RightAllow {
+				t.Fatalf("right button passed: % x", m)
+			}
+		case MsgXVP:
+			if !pol.AllowXVP {
+				t.Fatalf("xvp passed: % x", m)
+			}
+		case MsgGII:
+			if m[1]&0x7f == 0 && !pol.AllowGIIEvents {
+				t.Fatalf("gii event passed: % x", m)
+			}
+		case MsgKeyEvent:
+			down, keys = m[1] != 0, []uint32{binary.BigEndian.Uint32(m[4:])}
+		case MsgQEMU:
+			if m[1] == qemuExtendedKeyEvent {
+				down = binary.BigEndian.Uint16(m[2:]) != 0
+				keys = []uint32{binary.BigEndian.Uint32(m[4:])}
+				if kc := binary.BigEndian.Uint32(m[8:]); kc != 0 {
+					if kc > 0xff {
+						kc = 0x80 | kc&0x7f
+					}
+					keys = append(keys, xtKeysym[kc&0xff])
+				}
+			}
+		}
+		for _, k := range keys {
+			if _, ok := refModKeys[k]; ok {
+				held[k] = down
+			}
+		}
+		if down {
+			for _, k := range keys {
+				for _, sc := range pol.Forbidden {
+					if k != 0 && refLower(k) == sc.Key && mods()&sc.Mods == sc.Mods {
+						t.Fatalf("forbidden %+v passed: % x (held %v)", sc, m, held)
+					}
+				}
+			}
+		}
+	}
+}

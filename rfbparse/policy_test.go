@@ -1,0 +1,466 @@
+package rfbparse
+
+import (
+	"bytes"
+	"slices"
+	"testing"
+)
+
+// msgs is a sequence of client messages with the verdict expected for each.
+type step struct {
+	msg  []byte
+	pass bool
+	want []byte // output when it passes rewritten; nil = msg unchanged
+}
+
+func p(msg []byte) step { return step{msg: msg, pass: true} }
+func d(msg []byte) step { return step{msg: msg} }
+
+// runSteps feeds the steps (whole, one chunk per message, then byte by byte
+// and as one chunk) and checks the output.
+func runSteps(t *testing.T, mk func() *Stream, steps []step) *Stream {
+	t.Helper()
+	var in, want []byte
+	for _, st := range steps {
+		in = append(in, st.msg...)
+		if st.pass {
+			if st.want != nil {
+				want = append(want, st.want...)
+			} else {
+				want = append(want, st.msg...)
+			}
+		}
+	}
+	var last *Stream
+	for _, mode := range []string{"per message", "one chunk", "byte by byte"} {
+		s := mk()
+		var w sink
+		switch mode {
+		case "per message":
+			for i, st := range steps {
+				n := len(w.buf)
+				mustFeed(t, s, bytes.Clone(st.msg), &w)
+				got := w.buf[n:]
+				exp := []byte(nil)
+				if st.pass {
+					exp = st.msg
+					if st.want != nil {
+						exp = st.want
+					}
+				}
+				if !bytes.Equal(got, exp) {
+					t.Fatalf("%s: step %d (% x): output % x, want % x", mode, i, st.msg, got, exp)
+				}
+			}
+		case "one chunk":
+			mustFeed(t, s, bytes.Clone(in), &w)
+		case "byte by byte":
+			for i := range in {
+				mustFeed(t, s, bytes.Clone(in[i:i+1]), &w)
+			}
+		}
+		if !bytes.Equal(w.buf, want) {
+			t.Fatalf("%s: output\n% x\nwant\n% x", mode, w.buf, want)
+		}
+		if last != nil && last.Stats != s.Stats {
+			t.Fatalf("%s: stats %+v differ from %+v", mode, s.Stats, last.Stats)
+		}
+		last = s
+	}
+	return last
+}
+
+func policy(t testing.TB, forbidden string, right RightButton) *Policy {
+	t.Helper()
+	pol, err := NewPolicy(forbidden, right)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pol
+}
+
+// TestBypasses lists ways to get a forbidden shortcut or the right button
+// through; every one must be blocked.
+func TestBypasses(t *testing.T) {
+	var (
+		cL, cR  = uint32(KeysymControlL), uint32(KeysymControlR)
+		shL     = uint32(KeysymShiftL)
+		padded  = func(b []byte) []byte { b[2], b[3] = 0xff, 0x7f; return b }
+		strip   = func(mask uint8) []byte { return ptrEv(mask&^4, 100, 200) }
+		defPol  = func() *Stream { return ready(t, DefaultPolicy(), User) }
+		dropPol = func() *Stream { return ready(t, policy(t, "ctrl+o", RightDrop), User) }
+		allowPl = func() *Stream { return ready(t, policy(t, "ctrl+o", RightAllow), User) }
+	)
+	tests := []struct {
+		name  string
+		mk    func() *Stream
+		steps []step
+		drops [NumDropReasons]uint64
+	}{
+		{"Control_R+O", defPol, []step{p(keyDown(cR)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cR))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"Control_L+o", defPol, []step{p(keyDown(cL)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cL)), p(keyDown('o')), p(keyUp('o'))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"Ctrl+Shift+O", defPol, []step{p(keyDown(cL)), p(keyDown(shL)), d(keyDown('O')), d(keyUp('O')), p(keyUp(shL)), p(keyUp(cL))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"Ctrl+O keysym O without Shift (caps lock)", defPol, []step{p(keyDown(cL)), d(keyDown('O')), d(keyUp('O'))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"Ctrl+O with non-zero padding", defPol, []step{p(keyDown(cL)), d(padded(keyDown('o'))), d(padded(keyUp('o')))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"Ctrl+O down flag not 1", defPol, []step{p(keyDown(cL)), d(func() []byte { b := keyDown('o'); b[1] = 0x80; return b }())},
+			[NumDropReasons]uint64{DropShortcut: 1}},
+		{"Control_L released while Control_R held", defPol,
+			[]step{p(keyDown(cL)), p(keyDown(cR)), p(keyUp(cL)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cR)), p(keyDown('o'))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"key-up of dropped Ctrl+O after Ctrl released", defPol,
+			[]step{p(keyDown(cL)), d(keyDown('o')), p(keyUp(cL)), d(keyUp('o')), p(keyDown('o')), p(keyUp('o'))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"key-up of dropped Ctrl+Shift+O after Shift released", defPol,
+			[]step{p(keyDown(cL)), p(keyDown(shL)), d(keyDown('O')), p(keyUp(shL)), d(keyUp('o')), p(keyUp(cL))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"autorepeat of dropped Ctrl+O", defPol,
+			[]step{p(keyDown(cL)), d(keyDown('o')), d(keyDown('o')), d(keyDown('o')), d(keyUp('o')), p(keyUp(cL))},
+			[NumDropReasons]uint64{DropShortcut: 4}},
+		{"o held, then Ctrl pressed: repeat dropped, key-up passes", defPol,
+			[]step{p(keyDown('o')), p(keyDown(cL)), d(keyDown('o')), p(keyUp('o')), p(keyUp(cL))},
+			[NumDropReasons]uint64{DropShortcut: 1}},
+		{"QEMU keysym a with XT keycode of o under Ctrl", defPol,
+			[]step{p(keyDown(cL)), d(qemuKey(true, 'a', 0x18)), d(qemuKey(false, 'a', 0x18)), p(keyUp(cL))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"QEMU Ctrl by keycode 0x1d + o", defPol,
+			[]step{p(qemuKey(true, cL, 0x1d)), d(qemuKey(true, 'o', 0x18)), d(qemuKey(false, 'o', 0x18)), p(qemuKey(false, cL, 0x1d))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"QEMU Ctrl by keycode only + o", defPol,
+			[]step{p(qemuKey(true, 0, 0x1d)), d(keyDown('o')), d(keyUp('o'))},
+			[NumDropReasons]uint64{DropShortcut: 2}},
+		{"QEMU right Ctrl e0 form + o by keycode", defPol,
+			[]step{p(qemuKey(true, cR, 0xe01d)), d(qemuKey(true, 0, 0x18))},
+			[NumDropReasons]uint64{DropShortcut: 1}},
+		{"QEMU right Ctrl 0x9d + o", defPol,
+			[]step{p(qemuKey(true, cR, 0x9d)), d(qemuKey(true, 'o', 0x18))},
+			[NumDropReasons]uint64{DropShortcut: 1}},
+		// The dropped event's keycode names Ctrl: Ctrl's key-up must still reach
+		// the server, else Ctrl stays down there and a later 'o' makes Ctrl+O.
+		{"QEMU o with Ctrl keycode does not swallow Ctrl's key-up", defPol,
+			[]step{p(keyDown(cL)), d(qemuKey(true, 'o', 0x1d)), p(keyUp(cL)), p(keyDown('o')), p(keyUp('o'))},
+			[NumDropReasons]uint64{DropShortcut: 1}},
+		{"forbidden key packed after SetEncodings in one chunk", defPol,
+			[]step{p(cat(setEnc(0, 7, -316), keyDown(cL))), d(keyDown('o')), p(setEnc(0))},
+			[NumDropReasons]uint64{DropShortcut: 1}},
+		{"pointer mask 4 strip", defPol, []step{{msg: ptrEv(4, 100, 200), pass: true, want: strip(4)}}, [NumDropReasons]uint64{}},
+		{"pointer mask 5 strip", defPol, []step{{msg: ptrEv(5, 100, 200), pass: true, want: strip(5)}}, [NumDropReasons]uint64{}},
+		{"pointer mask 6 strip", defPol, []step{{msg: ptrEv(6, 100, 200), pass: true, want: strip(6)}}, [NumDropReasons]uint64{}},
+		{"pointer mask 12 strip", defPol, []step{{msg: ptrEv(12, 100, 200), pass: true, want: strip(12)}}, [NumDropReasons]uint64{}},
+		{"pointer ext 7-byte strip", defPol,
+			[]step{p(setEnc(-316)), {msg: ptrExt(0x07, 1, 3, 4), pass: true, want: ptrExt(0x03, 1, 3, 4)}}, [NumDropReasons]uint64{}},
+		{"pointer mask 4 drop", dropPol, []step{d(ptrEv(4, 1, 1)), d(ptrEv(5, 1, 1)), d(ptrEv(6, 1, 1)), d(ptrEv(12, 1, 1)), p(ptrEv(3, 1, 1))},
+			[NumDropReasons]uint64{DropRightButton: 4}},
+		{"pointer mask allow", allowPl, []step{p(ptrEv(4, 1, 1)), p(ptrEv(5, 1, 1)), p(ptrEv(6, 1, 1)), p(ptrEv(12, 1, 1))},
+			[NumDropReasons]uint64{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := runSteps(t, tc.mk, tc.steps)
+			if s.Stats.Dropped != tc.drops {
+				t.Fatalf("Dropped %v, want %v", s.Stats.Dropped, tc.drops)
+			}
+		})
+	}
+}
+
+// TestKeySplitAcrossChunks: the decision prefix is assembled across chunks and
+// the dropped key never leaks a byte.
+func TestKeySplitAcrossChunks(t *testing.T) {
+	s := ready(t, DefaultPolicy(), User)
+	feedAll(t, s, keyDown(KeysymControlL))
+	k := keyDown('o')
+	var w sink
+	for _, c := range [][]byte{k[:1], k[1:5], k[5:7], cat(k[7:], keyDown('a')[:3])} {
+		mustFeed(t, s, bytes.Clone(c), &w)
+	}
+	if len(w.buf) != 0 {
+		t.Fatalf("leaked % x", w.buf)
+	}
+	mustFeed(t, s, keyDown('a')[3:], &w)
+	if !bytes.Equal(w.buf, keyDown('a')) {
+		t.Fatalf("output % x", w.buf)
+	}
+}
+
+func TestRewriteFromHeldPrefix(t *testing.T) {
+	// A right-button event split across chunks is stripped in the prefix buffer.
+	s := ready(t, DefaultPolicy(), User)
+	m := ptrEv(0x0c, 7, 9)
+	var w sink
+	mustFeed(t, s, bytes.Clone(m[:2]), &w)
+	mustFeed(t, s, bytes.Clone(m[2:]), &w)
+	if !bytes.Equal(w.buf, ptrEv(8, 7, 9)) || s.Stats.Rewritten != 1 {
+		t.Fatalf("output % x rewritten %d", w.buf, s.Stats.Rewritten)
+	}
+}
+
+func TestAgentMode(t *testing.T) {
+	allowed := []step{p(setPF()), p(setEnc(0, 7, -316)), p(fbur(true, 0, 0, 9, 9)),
+		p(ecu(true, 0, 0, 9, 9)), p(fence(3, []byte{1})), p(qemuAudioMsg(0))}
+	blocked := []step{d(keyDown('a')), d(keyUp('a')), d(ptrEv(1, 2, 3)), d(ptrExt(0, 1, 2, 3)),
+		d(cutText("secret")), d(qemuKey(true, 'a', 0x1e)), d(setDesktopSize(800, 600, 1)),
+		d(giiMsg(1, false, []byte{1, 0})), d(xvpMsg(2))}
+	var steps []step
+	for i := range max(len(allowed), len(blocked)) {
+		if i < len(allowed) {
+			steps = append(steps, allowed[i])
+		}
+		if i < len(blocked) {
+			steps = append(steps, blocked[i])
+		}
+	}
+	pol := DefaultPolicy()
+	pol.AllowXVP, pol.AllowGIIEvents = true, true // dropped for the agent even when allowed
+	s := runSteps(t, func() *Stream { return ready(t, pol, Agent) }, steps)
+	if s.Stats.Dropped[DropAgent] != uint64(len(blocked)) || s.Stats.DroppedTotal() != uint64(len(blocked)) {
+		t.Fatalf("Dropped %v", s.Stats.Dropped)
+	}
+	if e := s.TakeEvents(); e != 0 {
+		t.Fatalf("events %b in agent mode", e)
+	}
+}
+
+func TestXVPAndGIIDefaults(t *testing.T) {
+	s := runSteps(t, func() *Stream { return ready(t, DefaultPolicy(), User) }, []step{
+		d(xvpMsg(2)), d(xvpMsg(3)), d(giiMsg(0, false, make([]byte, 20))), d(giiMsg(0x80, true, make([]byte, 20))),
+		p(giiMsg(1, true, []byte{0, 1, 0, 1})), p(keyDown('x')),
+	})
+	if s.Stats.Dropped[DropXVP] != 2 || s.Stats.Dropped[DropGII] != 2 {
+		t.Fatalf("Dropped %v", s.Stats.Dropped)
+	}
+	pol := DefaultPolicy()
+	pol.AllowXVP, pol.AllowGIIEvents = true, true
+	runSteps(t, func() *Stream { return ready(t, pol, User) }, []step{
+		p(xvpMsg(2)), p(giiMsg(0, false, make([]byte, 20))),
+	})
+}
+
+func TestSetInteractorAtBoundary(t *testing.T) {
+	pol := DefaultPolicy()
+	s := ready(t, pol, User)
+	feedAll(t, s, cat(setEnc(0), keyDown(KeysymShiftL), keyDown('A'), keyDown('b'), keyUp('b'), ptrEv(0x05, 30, 40)))
+	if !s.AtBoundary() {
+		t.Fatal("not at boundary")
+	}
+	rel := s.SetInteractor(Agent)
+	// Key-ups for Shift_L and 'A' (any order) and a button release at (30,40).
+	want := [][]byte{keyUp(KeysymShiftL), keyUp('A'), ptrEv(0, 30, 40)}
+	if len(rel) != 8+8+6 {
+		t.Fatalf("release % x", rel)
+	}
+	got := [][]byte{rel[0:8], rel[8:16], rel[16:]}
+	if !bytes.Equal(got[2], want[2]) {
+		t.Fatalf("pointer release % x, want % x", got[2], want[2])
+	}
+	if !(bytes.Equal(got[0], want[0]) && bytes.Equal(got[1], want[1]) ||
+		bytes.Equal(got[0], want[1]) && bytes.Equal(got[1], want[0])) {
+		t.Fatalf("key releases % x", rel[:16])
+	}
+	if s.Interactor() != Agent || s.SetInteractor(Agent) != nil {
+		t.Fatal("second SetInteractor(Agent) returned releases")
+	}
+	// Nothing is held any more; the agent's key-ups from the viewer are dropped.
+	if out := feedAll(t, s, cat(keyUp('A'), keyUp(KeysymShiftL), ptrEv(0, 1, 1))); len(out) != 0 {
+		t.Fatalf("agent mode passed % x", out)
+	}
+	if s.SetInteractor(User) != nil {
+		t.Fatal("SetInteractor(User) returned bytes")
+	}
+	// Back to the user: nothing held, no release.
+	feedAll(t, s, ptrEv(0, 5, 5))
+	if r := s.SetInteractor(Agent); r != nil {
+		t.Fatalf("releases with nothing held: % x", r)
+	}
+}
+
+func TestSetInteractorExtendedButtonRelease(t *testing.T) {
+	s := ready(t, DefaultPolicy(), User)
+	feedAll(t, s, cat(setEnc(-316), ptrExt(0, 1, 300, 400)))
+	rel := s.SetInteractor(Agent)
+	if want := ptrExt(0, 0, 300, 400); !bytes.Equal(rel, want) {
+		t.Fatalf("release % x, want % x", rel, want)
+	}
+	// Without -316, a held bit-7 button is released with a 6-byte event.
+	s = ready(t, DefaultPolicy(), User)
+	feedAll(t, s, ptrEv(0x80, 3, 4))
+	if rel := s.SetInteractor(Agent); !bytes.Equal(rel, ptrEv(0, 3, 4)) {
+		t.Fatalf("release % x", rel)
+	}
+}
+
+func TestSetInteractorMidMessage(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cur    []byte // the message in progress when control changes
+		cut    int
+		passes bool // decided before the switch (or always allowed)
+	}{
+		{"mid cut text body", cutText("0123456789"), 11, true},
+		{"mid cut text header", cutText("0123456789"), 3, false},
+		{"mid key prefix", keyDown('z'), 5, false},
+		{"mid fence", fence(1, []byte{1, 2, 3, 4}), 10, true},
+		{"mid SetEncodings", setEnc(0, 1, 2, 3), 2, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ready(t, DefaultPolicy(), User)
+			feedAll(t, s, keyDown('q'))
+			var w sink
+			mustFeed(t, s, bytes.Clone(tc.cur[:tc.cut]), &w)
+			if s.AtBoundary() {
+				t.Fatal("at boundary mid-message")
+			}
+			if r := s.SetInteractor(Agent); r != nil {
+				t.Fatalf("release returned mid-message: % x", r)
+			}
+			// The rest of the message and a following one in one chunk: the
+			// release comes right after the current message's last byte.
+			mustFeed(t, s, cat(tc.cur[tc.cut:], fbur(true, 0, 0, 1, 1)), &w)
+			var wantCur []byte
+			if tc.passes {
+				wantCur = tc.cur
+			}
+			want := cat(wantCur, keyUp('q'), fbur(true, 0, 0, 1, 1))
+			if !bytes.Equal(w.buf, want) {
+				t.Fatalf("output\n% x\nwant\n% x", w.buf, want)
+			}
+		})
+	}
+}
+
+// TestSetInteractorReleaseAtChunkEnd: when the current message ends exactly at
+// the end of the next Feed's chunk, the release is still written by that Feed.
+func TestSetInteractorReleaseAtChunkEnd(t *testing.T) {
+	s := ready(t, DefaultPolicy(), User)
+	feedAll(t, s, keyDown('q'))
+	msg := cutText("abc")
+	var w sink
+	mustFeed(t, s, bytes.Clone(msg[:9]), &w)
+	if r := s.SetInteractor(Agent); r != nil {
+		t.Fatal("release returned mid-message")
+	}
+	mustFeed(t, s, bytes.Clone(msg[9:]), &w)
+	if want := cat(msg, keyUp('q')); !bytes.Equal(w.buf, want) {
+		t.Fatalf("output % x, want % x", w.buf, want)
+	}
+	if !s.AtBoundary() || s.nInject != 0 {
+		t.Fatal("release still queued")
+	}
+}
+
+func TestCopyPasteEvents(t *testing.T) {
+	cL, cR, altL := uint32(KeysymControlL), uint32(KeysymControlR), uint32(KeysymAltL)
+	tests := []struct {
+		name string
+		mac  bool
+		in   []byte
+		want Event
+	}{
+		{"Ctrl_L+c", false, cat(keyDown(cL), keyDown('c')), EventCopy},
+		{"Ctrl_R+C", false, cat(keyDown(cR), keyDown('C')), EventCopy},
+		{"Ctrl_L+V", false, cat(keyDown(cL), keyDown('V')), EventPaste},
+		{"Ctrl_R+v", false, cat(keyDown(cR), keyDown('v')), EventPaste},
+		{"QEMU Ctrl+c", false, cat(qemuKey(true, cL, 0x1d), qemuKey(true, 'c', 0x2e)), EventCopy},
+		{"c alone", false, cat(keyDown('c'), keyDown('v')), 0},
+		{"c key-up under Ctrl", false, cat(keyDown(cL), keyUp('c')), 0},
+		{"Ctrl released before c", false, cat(keyDown(cL), keyUp(cL), keyDown('c')), 0},
+		{"mac Alt_L+C", true, cat(keyDown(altL), keyDown('C')), EventCopy},
+		{"mac Alt_L+v", true, cat(keyDown(altL), keyDown('v')), EventPaste},
+		{"mac Super+c", true, cat(keyDown(KeysymSuperL), keyDown('c')), EventCopy},
+		{"mac Meta+v", true, cat(keyDown(KeysymMetaR), keyDown('v')), EventPaste},
+		{"mac Ctrl+c", true, cat(keyDown(cL), keyDown('c')), EventCopy},
+		{"mac Mode_switch+c", true, cat(keyDown(KeysymModeSwitch), keyDown('c')), 0},
+		{"mac Alt_R+c", true, cat(keyDown(KeysymAltR), keyDown('c')), 0},
+		{"not mac Alt_L+C", false, cat(keyDown(altL), keyDown('C')), 0},
+		{"not mac Super+v", false, cat(keyDown(KeysymSuperL), keyDown('v')), 0},
+		{"cut text", false, cutText("x"), EventCutText},
+		{"Ctrl+O", false, cat(keyDown(cL), keyDown('o')), EventBlocked},
+		{"copy and cut text", false, cat(keyDown(cL), keyDown('c'), cutText("")), EventCopy | EventCutText},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ready(t, DefaultPolicy(), User)
+			s.SetMac(tc.mac)
+			feedAll(t, s, tc.in)
+			if got := s.TakeEvents(); got != tc.want {
+				t.Fatalf("events %b, want %b", got, tc.want)
+			}
+			if got := s.TakeEvents(); got != 0 {
+				t.Fatalf("events not cleared: %b", got)
+			}
+		})
+	}
+}
+
+func TestShortcutLists(t *testing.T) {
+	pol := policy(t, "ctrl+o, ctrl+shift+i ,ctrl+p,f12", RightStrip)
+	want := []Shortcut{{ModCtrl, 'o'}, {ModCtrl | ModShift, 'i'}, {ModCtrl, 'p'}, {0, 0xffc9}}
+	if !slices.Equal(pol.Forbidden, want) {
+		t.Fatalf("parsed %v, want %v", pol.Forbidden, want)
+	}
+	cL, sh := uint32(KeysymControlL), uint32(KeysymShiftL)
+	runSteps(t, func() *Stream { return ready(t, pol, User) }, []step{
+		p(keyDown(cL)), p(keyDown('i')), p(keyUp('i')), // Ctrl+I alone is fine
+		p(keyDown(sh)), d(keyDown('I')), d(keyUp('I')), p(keyUp(sh)),
+		d(keyDown('p')), d(keyUp('p')), p(keyUp(cL)),
+		d(keyDown(0xffc9)), d(keyUp(0xffc9)), // F12 with no modifier
+		p(keyDown('p')), p(keyUp('p')), p(keyDown(0xffc8)),
+		p(keyDown(cL)), d(qemuKey(true, 0xffc9, 0x58)),
+	})
+
+	good := map[string][]Shortcut{
+		"":                   nil,
+		" , ,":               nil,
+		"CTRL+O":             {{ModCtrl, 'o'}},
+		"control+alt+delete": {{ModCtrl | ModAlt, 0xffff}},
+		"super+tab,meta+esc": {{ModSuper, 0xff09}, {ModMeta, 0xff1b}},
+		"option+enter":       {{ModAlt, 0xff0d}},
+		"win+space":          {{ModSuper, ' '}},
+		"modeswitch+f1":      {{ModModeSwitch, 0xffbe}},
+		"ctrl+0x4F":          {{ModCtrl, 'o'}},
+		"backspace":          {{0, 0xff08}},
+		"ctrl+1":             {{ModCtrl, '1'}},
+		"f10":                {{0, 0xffc7}},
+	}
+	for in, want := range good {
+		got, err := ParseShortcuts(in)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("ParseShortcuts(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"ctrl+", "+o", "hyper+o", "ctrl+foo", "f13", "f0", "f01", "f1x",
+		"ctrl+0x", "ctrl+0xzz", "ctrl+0x4fz", "ctrl+0x0", "ctrl+o,bad+x", "ctrl+é"} {
+		if sc, err := ParseShortcuts(in); err == nil {
+			t.Errorf("ParseShortcuts(%q) = %v, want an error", in, sc)
+		}
+		if _, err := NewPolicy(in, RightStrip); err == nil {
+			t.Errorf("NewPolicy(%q): no error", in)
+		}
+	}
+}
+
+func TestKeyLimit(t *testing.T) {
+	s := ready(t, DefaultPolicy(), User)
+	var in []byte
+	for i := range maxHeld {
+		in = append(in, keyDown('a'+uint32(i))...)
+	}
+	in = append(in, keyDown('a')...) // autorepeat of a held key still passes
+	if out := feedAll(t, s, in); !bytes.Equal(out, in) {
+		t.Fatal("held keys dropped")
+	}
+	if out := feedAll(t, s, keyDown('z')); len(out) != 0 || s.Stats.Dropped[DropKeyLimit] != 1 {
+		t.Fatalf("17th key passed: % x", out)
+	}
+	feedAll(t, s, keyUp('a'))
+	if out := feedAll(t, s, keyDown('z')); len(out) == 0 {
+		t.Fatal("key after a release dropped")
+	}
+	if r := s.SetInteractor(Agent); len(r) != maxHeld*8 {
+		t.Fatalf("release %d bytes, want %d", len(r), maxHeld*8)
+	}
+}

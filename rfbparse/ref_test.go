@@ -1,0 +1,486 @@
+package rfbparse
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// ---- reference parser: whole buffer, no streaming, plain code ----
+
+// refLen returns the length of the client message at the start of b: -1 when b
+// is too short to tell or to hold it, -2 when it is invalid.
+func refLen(b []byte, extMouse bool, maxCut int64) int {
+	if len(b) == 0 {
+		return -1
+	}
+	n := -1
+	switch b[0] {
+	case 0:
+		n = 20
+	case 2:
+		if len(b) >= 4 {
+			n = 4 + 4*int(binary.BigEndian.Uint16(b[2:]))
+		}
+	case 3, 150:
+		n = 10
+	case 4:
+		n = 8
+	case 5:
+		n = 6
+		if len(b) < 2 {
+			return -1
+		}
+		if extMouse && b[1] >= 0x80 {
+			n = 7
+		}
+	case 6:
+		if len(b) >= 8 {
+			l := int64(int32(binary.BigEndian.Uint32(b[4:])))
+			if l < 0 {
+				l = -l
+			}
+			if l > maxCut {
+				return -2
+			}
+			n = 8 + int(l)
+		}
+	case 248:
+		if len(b) >= 9 {
+			if b[8] > 64 {
+				return -2
+			}
+			n = 9 + int(b[8])
+		}
+	case 250:
+		n = 4
+	case 251:
+		if len(b) >= 8 {
+			n = 8 + 16*int(b[6])
+		}
+	case 253:
+		if len(b) >= 4 {
+			if b[1]&0x80 != 0 {
+				n = 4 + int(binary.BigEndian.Uint16(b[2:]))
+			} else {
+				n = 4 + int(binary.LittleEndian.Uint16(b[2:]))
+			}
+		}
+	case 255:
+		if len(b) < 2 {
+			return -1
+		}
+		switch b[1] {
+		case 0:
+			n = 12
+		case 1:
+			if len(b) >= 4 {
+				switch binary.BigEndian.Uint16(b[2:]) {
+				case 0, 1:
+					n = 4
+				case 2:
+					n = 10
+				default:
+					return -2
+				}
+			}
+		default:
+			return -2
+		}
+	default:
+		return -2
+	}
+	if n < 0 || len(b) < n {
+		return -1
+	}
+	return n
+}
+
+// refXT is the reference's small XT keycode table (the keycodes the
+// generator uses).
+var refXT = map[uint32]uint32{
+	0x10: 'q', 0x17: 'i', 0x18: 'o', 0x19: 'p', 0x1e: 'a', 0x2e: 'c', 0x2f: 'v', 0x58: 0xffc9,
+	0x1d: KeysymControlL, 0x9d: KeysymControlR, 0x2a: KeysymShiftL, 0x36: KeysymShiftR,
+	0x38: KeysymAltL, 0xb8: KeysymAltR, 0xdb: KeysymSuperL,
+}
+
+func refKeycode(kc uint32) uint32 {
+	if kc == 0 {
+		return 0
+	}
+	if kc > 0xff {
+		kc = 0x80 | kc&0x7f
+	}
+	return refXT[kc]
+}
+
+func refLower(k uint32) uint32 {
+	if k >= 'A' && k <= 'Z' {
+		return k - 'A' + 'a'
+	}
+	return k
+}
+
+var refModKeys = map[uint32]Modifier{
+	KeysymControlL: ModCtrl, KeysymControlR: ModCtrl, KeysymShiftL: ModShift, KeysymShiftR: ModShift,
+	KeysymAltL: ModAlt, KeysymAltR: ModAlt, KeysymMetaL: ModMeta, KeysymMetaR: ModMeta,
+	KeysymSuperL: ModSuper, KeysymSuperR: ModSuper, KeysymModeSwitch: ModModeSwitch,
+}
+
+type refParser struct {
+	pol      *Policy
+	agent    bool
+	mac      bool
+	extMouse bool
+	held     map[uint32]bool // modifier keys the viewer holds
+	down     []uint32        // keys passed down, not yet up
+	supp     map[uint32]bool // keys whose key-up is to be dropped
+	stats    Stats
+	events   Event
+}
+
+func newRef(pol *Policy, agent, mac bool) *refParser {
+	return &refParser{pol: pol, agent: agent, mac: mac, held: map[uint32]bool{}, supp: map[uint32]bool{}}
+}
+
+func (r *refParser) mods() Modifier {
+	var m Modifier
+	for k, h := range r.held {
+		if h {
+			m |= refModKeys[k]
+		}
+	}
+	return m
+}
+
+func (r *refParser) isForbidden(k uint32) bool {
+	if k == 0 {
+		return false
+	}
+	for _, sc := range r.pol.Forbidden {
+		if sc.Key == refLower(k) && r.mods()&sc.Mods == sc.Mods {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *refParser) drop(why DropReason) bool {
+	r.stats.Dropped[why]++
+	return false
+}
+
+func (r *refParser) key(down bool, ks, kc uint32) bool {
+	if r.pol == nil {
+		return true
+	}
+	ks2 := refKeycode(kc)
+	for _, k := range []uint32{ks, ks2} {
+		if _, ok := refModKeys[k]; ok {
+			r.held[k] = down
+		}
+	}
+	if !down {
+		found := false
+		for _, k := range []uint32{refLower(ks), refLower(ks2)} {
+			if k != 0 && r.supp[k] {
+				delete(r.supp, k)
+				found = true
+			}
+		}
+		if found && !slices.Contains(r.down, ks) && (ks2 == 0 || !slices.Contains(r.down, ks2)) {
+			return r.drop(DropShortcut)
+		}
+	}
+	if r.agent {
+		return r.drop(DropAgent)
+	}
+	if !down {
+		if i := slices.Index(r.down, ks); i >= 0 {
+			r.down = slices.Delete(r.down, i, i+1)
+		}
+		return true
+	}
+	if r.isForbidden(ks) || r.isForbidden(ks2) {
+		if !slices.Contains(r.down, ks) {
+			for _, k := range []uint32{refLower(ks), refLower(ks2)} {
+				if k != 0 {
+					r.supp[k] = true
+				}
+			}
+		}
+		r.events |= EventBlocked
+		return r.drop(DropShortcut)
+	}
+	delete(r.supp, refLower(ks))
+	if !slices.Contains(r.down, ks) {
+		if len(r.down) == maxHeld {
+			return r.drop(DropKeyLimit)
+		}
+		r.down = append(r.down, ks)
+	}
+	h := r.held
+	copyMod := h[KeysymControlL] || h[KeysymControlR]
+	if r.mac {
+		copyMod = copyMod || h[KeysymMetaL] || h[KeysymMetaR] || h[KeysymSuperL] || h[KeysymSuperR] || h[KeysymAltL]
+	}
+	if copyMod {
+		switch refLower(ks) {
+		case 'c':
+			r.events |= EventCopy
+		case 'v':
+			r.events |= EventPaste
+		}
+	}
+	return true
+}
+
+func (r *refParser) agentGate() bool {
+	if r.pol != nil && r.agent {
+		return r.drop(DropAgent)
+	}
+	return true
+}
+
+// decide returns the message as it passes, or nil when dropped.
+func (r *refParser) decide(m []byte) []byte {
+	ok := true
+	switch m[0] {
+	case 2:
+		r.extMouse = false
+		for i := 4; i < len(m); i += 4 {
+			if int32(binary.BigEndian.Uint32(m[i:])) == -316 {
+				r.extMouse = true
+			}
+		}
+	case 4:
+		ok = r.key(m[1] != 0, binary.BigEndian.Uint32(m[4:]), 0)
+	case 5:
+		if r.pol != nil {
+			switch {
+			case r.agent:
+				ok = r.drop(DropAgent)
+			case m[1]&4 != 0 && r.pol.RightButton == RightStrip:
+				m = slices.Clone(m)
+				m[1] &^= 4
+				r.stats.Rewritten++
+			case m[1]&4 != 0 && r.pol.RightButton == RightDrop:
+				ok = r.drop(DropRightButton)
+			}
+		}
+	case 6:
+		if r.pol != nil && r.agent {
+			ok = r.drop(DropAgent)
+		} else {
+			r.events |= EventCutText
+		}
+	case 250:
+		if r.pol != nil && !r.pol.AllowXVP {
+			ok = r.drop(DropXVP)
+		} else {
+			ok = r.agentGate()
+		}
+	case 251:
+		ok = r.agentGate()
+	case 253:
+		if r.pol != nil && m[1]&0x7f == 0 && !r.pol.AllowGIIEvents {
+			ok = r.drop(DropGII)
+		} else {
+			ok = r.agentGate()
+		}
+	case 255:
+		if m[1] == 0 {
+			ok = r.key(binary.BigEndian.Uint16(m[2:]) != 0, binary.BigEndian.Uint32(m[4:]), binary.BigEndian.Uint32(m[8:]))
+		}
+	}
+	r.stats.Messages++
+	if !ok {
+		return nil
+	}
+	return m
+}
+
+// run applies the reference to a whole buffer of complete messages.
+func (r *refParser) run(b []byte) (out []byte, ok bool) {
+	maxCut := int64(DefaultMaxCutText)
+	if r.pol != nil && r.pol.MaxCutText > 0 {
+		maxCut = r.pol.MaxCutText
+	}
+	for len(b) > 0 {
+		n := refLen(b, r.extMouse, maxCut)
+		if n < 0 {
+			return out, false
+		}
+		out = append(out, r.decide(b[:n])...)
+		b = b[n:]
+	}
+	return out, true
+}
+
+// ---- random valid message sequences ----
+
+var genKeysyms = []uint32{'a', 'o', 'O', 'c', 'C', 'v', 'V', 'i', 'I', 'p', 'q', 'x', 0xffc9, 0xff0d, 0x20ac, 0,
+	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymAltR,
+	KeysymMetaL, KeysymSuperL, KeysymModeSwitch}
+
+var genKeycodes = []uint32{0, 0, 0x10, 0x17, 0x18, 0x19, 0x1e, 0x2e, 0x2f, 0x58, 0x1d, 0x9d, 0xe01d, 0x2a, 0x38, 0xb8, 0xe038}
+
+var genEncodings = []int32{0, 1, 2, 5, 6, 7, 16, 21, -26, -254, -223, -224, -239, -258, -260, -307, -308, -309, -312, -313, -316}
+
+type gen struct {
+	rng      *rand.Rand
+	extMouse bool
+}
+
+func (g *gen) bytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(g.rng.UintN(256))
+	}
+	return b
+}
+
+func (g *gen) msg() []byte {
+	r := g.rng
+	switch k := r.IntN(100); {
+	case k < 40:
+		ks := genKeysyms[r.IntN(len(genKeysyms))]
+		b := keyEv(r.IntN(2) == 0, ks)
+		if r.IntN(10) == 0 {
+			b[1] = byte(r.UintN(256))
+			b[2], b[3] = byte(r.UintN(256)), byte(r.UintN(256))
+		}
+		return b
+	case k < 60:
+		mask := byte(r.UintN(256))
+		if r.IntN(2) == 0 {
+			mask &= 0x07
+		}
+		b := ptrEv(mask, uint16(r.UintN(2000)), uint16(r.UintN(2000)))
+		if g.extMouse && mask&0x80 != 0 {
+			b = append(b, byte(r.UintN(4)))
+		}
+		return b
+	case k < 68:
+		ks := genKeysyms[r.IntN(len(genKeysyms))]
+		return qemuKey(r.IntN(2) == 0, ks, genKeycodes[r.IntN(len(genKeycodes))])
+	case k < 72:
+		var encs []int32
+		for range r.IntN(8) {
+			encs = append(encs, genEncodings[r.IntN(len(genEncodings))])
+		}
+		g.extMouse = slices.Contains(encs, -316)
+		return setEnc(encs...)
+	case k < 76:
+		n := r.IntN(300)
+		if r.IntN(10) == 0 {
+			n = r.IntN(20000)
+		}
+		if r.IntN(3) == 0 {
+			return cutTextExt(g.bytes(n))
+		}
+		return cutText(string(g.bytes(n)))
+	case k < 79:
+		return fence(uint32(r.Uint32()), g.bytes(r.IntN(65)))
+	case k < 82:
+		return fbur(r.IntN(2) == 0, 0, 0, 800, 600)
+	case k < 84:
+		return ecu(r.IntN(2) == 0, 0, 0, 800, 600)
+	case k < 86:
+		b := setPF()
+		b[1] = byte(r.UintN(256))
+		return b
+	case k < 89:
+		return xvpMsg(byte(r.IntN(4)))
+	case k < 92:
+		return setDesktopSize(uint16(r.UintN(4000)), uint16(r.UintN(4000)), r.IntN(4))
+	case k < 96:
+		return giiMsg(byte(r.IntN(4)), r.IntN(2) == 0, g.bytes(r.IntN(60)))
+	default:
+		return qemuAudioMsg(uint16(r.IntN(3)))
+	}
+}
+
+var refPolicies = []string{"ctrl+o", "ctrl+o,ctrl+shift+i,ctrl+p,f12", "alt+v,super+c,q,shift+0x20ac", ""}
+
+func randPolicy(t testing.TB, r *rand.Rand) *Policy {
+	if r.IntN(8) == 0 {
+		return nil
+	}
+	pol, err := NewPolicy(refPolicies[r.IntN(len(refPolicies))], RightButton(r.IntN(3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol.AllowXVP = r.IntN(3) == 0
+	pol.AllowGIIEvents = r.IntN(3) == 0
+	return pol
+}
+
+// TestDifferential compares the Stream with the reference parser on random
+// valid message sequences cut into random chunks.
+func TestDifferential(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2026, 316))
+	n := 5000
+	if testing.Short() {
+		n = 500
+	}
+	for seq := range n {
+		pol := randPolicy(t, rng)
+		agent, mac := rng.IntN(5) == 0, rng.IntN(2) == 0
+		g := &gen{rng: rng}
+		var in []byte
+		for range 1 + rng.IntN(80) {
+			in = append(in, g.msg()...)
+		}
+
+		ref := newRef(pol, agent, mac)
+		want, ok := ref.run(in)
+		if !ok {
+			t.Fatalf("seq %d: reference rejected a generated sequence", seq)
+		}
+
+		who := User
+		if agent {
+			who = Agent
+		}
+		s := ready(t, pol, who)
+		s.SetMac(mac)
+		var w sink
+		buf := bytes.Clone(in)
+		for off := 0; off < len(buf); {
+			var k int
+			switch rng.IntN(4) {
+			case 0:
+				k = 1 + rng.IntN(3)
+			case 1:
+				k = 1 + rng.IntN(16)
+			case 2:
+				k = 1 + rng.IntN(200)
+			default:
+				k = len(buf)
+			}
+			end := min(off+k, len(buf))
+			if err := s.Feed(buf[off:end], &w); err != nil {
+				t.Fatalf("seq %d: %v", seq, err)
+			}
+			off = end
+		}
+		got := w.buf
+		if !bytes.Equal(got, want) {
+			i := 0
+			for i < min(len(got), len(want)) && got[i] == want[i] {
+				i++
+			}
+			t.Fatalf("seq %d (policy %+v agent %v): output differs from reference at byte %d (len %d, want %d)\n got % x\nwant % x",
+				seq, pol, agent, i, len(got), len(want), got[i:min(i+32, len(got))], want[i:min(i+32, len(want))])
+		}
+		if s.Stats != ref.stats {
+			t.Fatalf("seq %d: stats %+v, reference %+v", seq, s.Stats, ref.stats)
+		}
+		if e := s.TakeEvents(); e != ref.events {
+			t.Fatalf("seq %d: events %b, reference %b", seq, e, ref.events)
+		}
+	}
+}

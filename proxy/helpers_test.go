@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -87,4 +88,8 @@ func dialWS(t testing.TB, addr, path string) *rfbclient.WSConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+func asStatus(err error, target **rfbclient.StatusError) bool {
+	return errors.As(err, target)
 }

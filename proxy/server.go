@@ -83,6 +83,7 @@ type Server struct {
 	sessions map[*session]struct{}
 	eng      gnet.Engine
 	booted   chan struct{}
+	stopped  chan struct{} // closed when the event loops have returned
 	stopping atomic.Bool
 
 	// Counters, read with Stats.
@@ -98,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("proxy: Config.Addr is required")
 	}
 	cfg.setDefaults()
-	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, booted: make(chan struct{})}, nil
+	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Stats is a snapshot of server-wide counters.
@@ -125,6 +126,7 @@ func (s *Server) ListenAndServe() error {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
 	}
 	err := gnet.Run(s, "tcp://"+s.cfg.Addr, opts...)
+	close(s.stopped)
 	if err != nil && !s.stopping.Load() {
 		return fmt.Errorf("proxy: serve %s: %w", s.cfg.Addr, err)
 	}
@@ -155,9 +157,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 stop:
 	select {
 	case <-s.booted:
-		return s.eng.Stop(ctx)
 	default:
 		return nil
+	}
+	// Engine.Stop polls for the end every 500ms; the loops' own return is sooner.
+	stopErr := make(chan error, 1)
+	go func() { stopErr <- s.eng.Stop(ctx) }()
+	select {
+	case <-s.stopped:
+		return nil
+	case err := <-stopErr:
+		return err
 	}
 }
 

@@ -236,6 +236,16 @@ func (s *Stream) ExtendedMouseButtons() bool { return s.extMouse }
 // changed in place in p. After an error, Feed writes nothing more and returns
 // the same error; the bytes before the offending message have been written.
 func (s *Stream) Feed(p []byte, w io.Writer) error {
+	// Fast path: one whole KeyEvent or PointerEvent per chunk at a message
+	// boundary, as noVNC sends them (one message per WebSocket frame).
+	if s.remain == 0 && s.held == 0 && s.nInject == 0 && s.phase == phMessages && s.err == nil {
+		if len(p) == 8 && p[0] == MsgKeyEvent {
+			return s.passed(s.key(p[1] != 0, binary.BigEndian.Uint32(p[4:8]), 0), p, w)
+		}
+		if len(p) == 6 && p[0] == MsgPointerEvent && (p[1]&0x80 == 0 || !s.extMouse) {
+			return s.passed(s.pointer(p), p, w)
+		}
+	}
 	if s.err != nil {
 		return s.err
 	}
@@ -372,6 +382,15 @@ func (s *Stream) Feed(p []byte, w io.Writer) error {
 		return s.write(w, s.inject[:n])
 	}
 	return nil
+}
+
+// passed completes the fast path's single message p.
+func (s *Stream) passed(pass bool, p []byte, w io.Writer) error {
+	s.Stats.Messages++
+	if !pass {
+		return nil
+	}
+	return s.write(w, p)
 }
 
 func (s *Stream) write(w io.Writer, b []byte) error {

@@ -398,10 +398,13 @@ func isToken(s string) bool {
 }
 
 // isTokenChar reports whether c is an RFC 9110 tchar.
-func isTokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', isDigit(c):
-		return true
+func isTokenChar(c byte) bool { return tokenChars[c] }
+
+// tokenChars marks the RFC 9110 tchar bytes.
+var tokenChars = func() (t [256]bool) {
+	for c := range t {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+	return t
+}()

@@ -334,18 +334,51 @@ func TestDecoderWhole(t *testing.T) {
 	}
 }
 
+// raceEnabled is set by race_test.go.
+var raceEnabled bool
+
+// TestDecoderEverySplit cuts the stream in two at every offset. With -short
+// or -race, offsets more than 64 bytes from a frame boundary are sampled.
 func TestDecoderEverySplit(t *testing.T) {
 	specs := specStream()
 	want := expected(specs)
+	sample := testing.Short() || raceEnabled
 	for _, rc := range roleCases() {
 		stream := encode(t, specs, rc.masked)
+		bounds := frameStarts(t, specs, rc.masked)
 		mk := func() Decoder { return Decoder{Role: rc.role, AllowText: true} }
+		n := 0
 		for i := 0; i <= len(stream); i++ {
+			if sample && i%61 != 0 && !near(bounds, i, 64) {
+				continue
+			}
+			n++
 			if d := check(t, mk, stream, []int{i}, want); d != "" {
 				t.Fatalf("%s, split at %d of %d: %s", rc.name, i, len(stream), d)
 			}
 		}
+		t.Logf("%s: %d split points of %d", rc.name, n, len(stream)+1)
 	}
+}
+
+// frameStarts returns the offset of each frame in encode's output, and its end.
+func frameStarts(t testing.TB, specs []frameSpec, masked bool) []int {
+	var out []int
+	off := 0
+	for i := range specs {
+		out = append(out, off)
+		off += len(encode(t, specs[i:i+1], masked))
+	}
+	return append(out, off)
+}
+
+func near(bounds []int, i, d int) bool {
+	for _, b := range bounds {
+		if i >= b-d && i <= b+d {
+			return true
+		}
+	}
+	return false
 }
 
 func TestDecoderByteByByte(t *testing.T) {

@@ -1,0 +1,5 @@
+//go:build race
+
+package wsframe
+
+func init() { raceEnabled = true }

@@ -100,4 +100,3 @@ func TestRealStack(t *testing.T) {
 		}
 	})
 }
-

@@ -412,7 +412,7 @@ func (s *session) serverBytes(p []byte) error {
 	s.framesDown++
 	switch ob := s.viewer.OutboundBuffered(); {
 	case ob > s.srv.cfg.MaxViewerBuffer:
-		s.end(ws.StatusPolicyViolation, "viewer-too-slow")
+		s.end(ws.StatusPolicyViolation, "slow-consumer")
 	case ob > s.srv.cfg.ViewerHighWater:
 		s.pauseReq = true
 	}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"vncedge/proxy"
-	"vncedge/proxy/internal/rfbclient"
+	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/rfbparse"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"vncedge/proxy/internal/rfbclient"
-	"vncedge/proxy/internal/teststack"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/teststack"
 	"vncedge/rfbparse"
 )
 

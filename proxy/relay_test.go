@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"testing"
 
-	"vncedge/proxy/internal/rfbclient"
-	"vncedge/proxy/internal/rfbtest"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
 	"vncedge/rfbparse"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"vncedge/proxy/internal/rfbclient"
+	"vncedge/proxy/proxytest/rfbclient"
 )
 
 // NoisePixel returns the 0xRRGGBB colour of pixel i of the noise image for

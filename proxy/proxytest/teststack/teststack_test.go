@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"vncedge/proxy/internal/rfbclient"
-	"vncedge/proxy/internal/rfbtest"
-	"vncedge/proxy/internal/teststack"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
+	"vncedge/proxy/proxytest/teststack"
 )
 
 // fetchTCP reads a full framebuffer straight from addr.

@@ -16,8 +16,8 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"vncedge/proxy/internal/rfbclient"
-	"vncedge/proxy/internal/rfbtest"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
 )
 
 // serveOnce accepts one connection on a fresh listener and runs handle with

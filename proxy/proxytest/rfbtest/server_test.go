@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"vncedge/proxy/internal/rfbclient"
-	"vncedge/proxy/internal/rfbtest"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
 )
 
 func dial(t *testing.T, srv *rfbtest.Server) net.Conn {

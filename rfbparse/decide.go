@@ -21,11 +21,11 @@ func (s *Stream) key(down bool, ks, xt uint32) bool {
 		return true
 	}
 	ks2 := uint32(0)
-	if xt != 0 {
-		ks2 = xtKeysym[xt&0xff]
-		if xt > 0xff { // e0-prefixed form: 0xe0NN means 0x80|NN
-			ks2 = xtKeysym[0x80|xt&0x7f]
-		}
+	// QEMU reads the keycode as a U16: 0x10018 is 0x18 ('o') there.
+	if kc := xt & 0xffff; kc != 0 && kc <= 0xff {
+		ks2 = xtKeysym[kc]
+	} else if kc>>8 == 0xe0 { // e0-prefixed form: 0xe0NN means 0x80|NN
+		ks2 = xtKeysym[0x80|kc&0x7f]
 	}
 	if m := modKey(ks) | modKey(ks2); m != 0 {
 		if down {
@@ -33,23 +33,29 @@ func (s *Stream) key(down bool, ks, xt uint32) bool {
 		} else {
 			s.mods &^= m
 		}
+		s.grp = groups(s.mods)
 	}
-	// A key-up for a key the server holds passes even when suppressed: a
-	// dropped key-down (autorepeat, or a QEMU event whose keycode names a held
-	// modifier) must not leave the server with a key, e.g. Ctrl, stuck down.
-	if !down && s.unsuppress(ks, ks2) && !s.isDown(ks) && (ks2 == 0 || !s.isDown(ks2)) {
-		s.Stats.Dropped[DropShortcut]++
-		return false
+	if !down {
+		// A key-up for a key the server holds passes even when suppressed: a
+		// dropped key-down (autorepeat, or a QEMU event whose keycode names a
+		// held modifier) must not leave a key, e.g. Ctrl, stuck on the server.
+		if s.nSupp > 0 && s.unsuppress(ks, ks2) && !s.isDown(ks) && (ks2 == 0 || !s.isDown(ks2)) {
+			s.Stats.Dropped[DropShortcut]++
+			return false
+		}
+		if s.interactor == Agent {
+			s.Stats.Dropped[DropAgent]++
+			return false
+		}
+		s.release(ks)
+		return true
 	}
 	if s.interactor == Agent {
 		s.Stats.Dropped[DropAgent]++
 		return false
 	}
-	if !down {
-		s.release(ks)
-		return true
-	}
-	if s.forbidden(ks) || s.forbidden(ks2) {
+	k := fold(ks)
+	if s.forbidden(k) || ks2 != 0 && s.forbidden(fold(ks2)) {
 		if !s.isDown(ks) { // an autorepeat of a key already down: its key-up must pass
 			s.suppress(ks, ks2)
 		}
@@ -61,35 +67,33 @@ func (s *Stream) key(down bool, ks, xt uint32) bool {
 		s.Stats.Dropped[DropKeyLimit]++
 		return false
 	}
-	g := groups(s.mods)
-	copyMods := ModCtrl
-	if s.mac {
-		copyMods |= ModMeta | ModSuper
-		if s.mods&keyAltL != 0 { // noVNC sends Cmd as Alt_L; Option is Mode_switch
-			g |= ModAlt
-			copyMods |= ModAlt
+	if k == 'c' || k == 'v' {
+		copyMods := ModCtrl
+		if s.mac {
+			copyMods |= ModMeta | ModSuper
+			if s.mods&keyAltL != 0 { // noVNC sends Cmd as Alt_L; Option is Mode_switch
+				copyMods |= ModAlt
+			}
 		}
-	}
-	if g&copyMods != 0 {
-		switch fold(ks) {
-		case 'c':
-			s.events |= EventCopy
-		case 'v':
-			s.events |= EventPaste
+		if s.grp&copyMods != 0 {
+			if k == 'c' {
+				s.events |= EventCopy
+			} else {
+				s.events |= EventPaste
+			}
 		}
 	}
 	return true
 }
 
-// forbidden reports whether key-down ks completes a forbidden shortcut.
-func (s *Stream) forbidden(ks uint32) bool {
-	if ks == 0 {
+// forbidden reports whether key-down k (a folded keysym) completes a
+// forbidden shortcut.
+func (s *Stream) forbidden(k uint32) bool {
+	if k == 0 {
 		return false
 	}
-	k := fold(ks)
-	g := groups(s.mods)
 	for _, sc := range s.pol.Forbidden {
-		if sc.Key == k && g&sc.Mods == sc.Mods {
+		if sc.Key == k && s.grp&sc.Mods == sc.Mods {
 			return true
 		}
 	}
@@ -136,9 +140,11 @@ func (s *Stream) unsuppress(ks, ks2 uint32) bool {
 func (s *Stream) hold1(ks uint32) bool {
 	// A key passing down is no longer suppressed (autorepeat after the
 	// modifier was released): its key-up must reach the server.
-	if i := s.suppressedAt(fold(ks)); i >= 0 {
-		s.nSupp--
-		s.suppressed[i] = s.suppressed[s.nSupp]
+	if s.nSupp > 0 {
+		if i := s.suppressedAt(fold(ks)); i >= 0 {
+			s.nSupp--
+			s.suppressed[i] = s.suppressed[s.nSupp]
+		}
 	}
 	for i := range s.nDown {
 		if s.down[i] == ks {

@@ -177,11 +177,10 @@ func checkPassed(t *testing.T, pol *Policy, agent bool, out []byte) {
 			if m[1] == qemuExtendedKeyEvent {
 				down = binary.BigEndian.Uint16(m[2:]) != 0
 				keys = []uint32{binary.BigEndian.Uint32(m[4:])}
-				if kc := binary.BigEndian.Uint32(m[8:]); kc != 0 {
-					if kc > 0xff {
-						kc = 0x80 | kc&0x7f
-					}
-					keys = append(keys, xtKeysym[kc&0xff])
+				if kc := binary.BigEndian.Uint32(m[8:]) & 0xffff; kc <= 0xff {
+					keys = append(keys, xtKeysym[kc])
+				} else if kc>>8 == 0xe0 {
+					keys = append(keys, xtKeysym[0x80|kc&0x7f])
 				}
 			}
 		}

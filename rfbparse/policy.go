@@ -54,6 +54,9 @@ const (
 // modKey maps a keysym to its modifier-key bit (0 for other keys). A switch on
 // constants compiles to a jump table: no map, no string.
 func modKey(ks uint32) uint16 {
+	if ks < KeysymModeSwitch || ks > KeysymSuperR {
+		return 0
+	}
 	switch ks {
 	case KeysymControlL:
 		return keyCtrlL
@@ -106,8 +109,12 @@ func groups(keys uint16) Modifier {
 }
 
 // fold lower-cases Latin letter keysyms so Ctrl+O and Ctrl+Shift+O (keysym 'O')
-// are the same key.
+// are the same key, and maps the Unicode keysyms of printable ASCII
+// (0x1000020–0x100007e, which servers bind like the Latin-1 ones) to them.
 func fold(ks uint32) uint32 {
+	if ks >= 0x1000020 && ks <= 0x100007e {
+		ks -= 0x1000000
+	}
 	if ks >= 'A' && ks <= 'Z' {
 		return ks + ('a' - 'A')
 	}

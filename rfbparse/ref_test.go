@@ -110,13 +110,20 @@ func refKeycode(kc uint32) uint32 {
 	if kc == 0 {
 		return 0
 	}
+	kc &= 0xffff // QEMU reads a U16
 	if kc > 0xff {
+		if kc>>8 != 0xe0 {
+			return 0
+		}
 		kc = 0x80 | kc&0x7f
 	}
 	return refXT[kc]
 }
 
 func refLower(k uint32) uint32 {
+	if k > 0x1000000 && k-0x1000000 >= ' ' && k-0x1000000 <= '~' {
+		k -= 0x1000000 // Unicode keysym of an ASCII character
+	}
 	if k >= 'A' && k <= 'Z' {
 		return k - 'A' + 'a'
 	}
@@ -321,11 +328,11 @@ func (r *refParser) run(b []byte) (out []byte, ok bool) {
 
 // ---- random valid message sequences ----
 
-var genKeysyms = []uint32{'a', 'o', 'O', 'c', 'C', 'v', 'V', 'i', 'I', 'p', 'q', 'x', 0xffc9, 0xff0d, 0x20ac, 0,
+var genKeysyms = []uint32{'a', 'o', 'O', 0x100006f, 0x100004f, 0x1000063, 'c', 'C', 'v', 'V', 'i', 'I', 'p', 'q', 'x', 0xffc9, 0xff0d, 0x20ac, 0,
 	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymAltR,
 	KeysymMetaL, KeysymSuperL, KeysymModeSwitch}
 
-var genKeycodes = []uint32{0, 0, 0x10, 0x17, 0x18, 0x19, 0x1e, 0x2e, 0x2f, 0x58, 0x1d, 0x9d, 0xe01d, 0x2a, 0x38, 0xb8, 0xe038}
+var genKeycodes = []uint32{0, 0, 0x10018, 0xe018, 0x1e018, 0x10, 0x17, 0x18, 0x19, 0x1e, 0x2e, 0x2f, 0x58, 0x1d, 0x9d, 0xe01d, 0x2a, 0x38, 0xb8, 0xe038}
 
 var genEncodings = []int32{0, 1, 2, 5, 6, 7, 16, 21, -26, -254, -223, -224, -239, -258, -260, -307, -308, -309, -312, -313, -316}
 

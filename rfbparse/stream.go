@@ -140,12 +140,12 @@ type Stream struct {
 	srvHold  [16]byte // longest server item: the VNC auth challenge
 	srvHeld  int
 	srvLeft  uint32
-	srvFail  bool
 	secType  uint8
 	authLeft int
 
 	// Policy state.
 	mods       uint16              // modifier keys held by the viewer
+	grp        Modifier            // groups(mods)
 	down       [maxHeld]uint32     // keys passed down and not yet up
 	nDown      int                 //
 	suppressed [maxHeld]uint32     // folded keysyms whose key-up must be dropped
@@ -240,10 +240,18 @@ func (s *Stream) Feed(p []byte, w io.Writer) error {
 	// boundary, as noVNC sends them (one message per WebSocket frame).
 	if s.remain == 0 && s.held == 0 && s.nInject == 0 && s.phase == phMessages && s.err == nil {
 		if len(p) == 8 && p[0] == MsgKeyEvent {
-			return s.passed(s.key(p[1] != 0, binary.BigEndian.Uint32(p[4:8]), 0), p, w)
+			s.Stats.Messages++
+			if s.key(p[1] != 0, binary.BigEndian.Uint32(p[4:8]), 0) {
+				return s.emit(w, p)
+			}
+			return nil
 		}
 		if len(p) == 6 && p[0] == MsgPointerEvent && (p[1]&0x80 == 0 || !s.extMouse) {
-			return s.passed(s.pointer(p), p, w)
+			s.Stats.Messages++
+			if s.pointer(p) {
+				return s.emit(w, p)
+			}
+			return nil
 		}
 	}
 	if s.err != nil {
@@ -384,13 +392,13 @@ func (s *Stream) Feed(p []byte, w io.Writer) error {
 	return nil
 }
 
-// passed completes the fast path's single message p.
-func (s *Stream) passed(pass bool, p []byte, w io.Writer) error {
-	s.Stats.Messages++
-	if !pass {
-		return nil
+// emit writes one whole passed message p.
+func (s *Stream) emit(w io.Writer, p []byte) error {
+	_, err := w.Write(p)
+	if err != nil {
+		s.err = err // the stream lost bytes: it cannot go on
 	}
-	return s.write(w, p)
+	return err
 }
 
 func (s *Stream) write(w io.Writer, b []byte) error {
@@ -398,10 +406,15 @@ func (s *Stream) write(w io.Writer, b []byte) error {
 		return nil
 	}
 	if _, err := w.Write(b); err != nil {
-		s.err = err // the stream lost bytes: it cannot go on
-		return err
+		return s.writeFailed(err)
 	}
 	return nil
+}
+
+// writeFailed makes a write error final: the stream lost bytes.
+func (s *Stream) writeFailed(err error) error {
+	s.err = err
+	return err
 }
 
 // fail writes the passed bytes before position i, then records err.

@@ -2,6 +2,7 @@ package rfbparse
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -534,5 +535,30 @@ func TestDropReasonString(t *testing.T) {
 	}
 	if User.String() != "user" || Agent.String() != "agent" {
 		t.Fatal("Interactor names")
+	}
+}
+
+type failWriter struct{ n int }
+
+var errWrite = errors.New("peer gone")
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.n == 0 {
+		return 0, errWrite
+	}
+	f.n--
+	return len(p), nil
+}
+
+func TestWriteErrorIsFinal(t *testing.T) {
+	for _, in := range [][]byte{keyDown('a'), ptrEv(1, 1, 1), cat(keyDown('a'), cutText("xyz"))} {
+		s := ready(t, DefaultPolicy(), User)
+		if err := s.Feed(bytes.Clone(in), &failWriter{}); err != errWrite {
+			t.Fatalf("Feed: %v, want the writer's error", err)
+		}
+		var w sink
+		if err := s.Feed(keyDown('b'), &w); err != errWrite || len(w.buf) != 0 {
+			t.Fatalf("after a failed write: %v, wrote % x", err, w.buf)
+		}
 	}
 }

@@ -350,17 +350,21 @@ func (s *session) fromViewer(buf []byte) {
 	if ferr := s.flushUp(); ferr != nil && err == nil {
 		err = ferr
 	}
-	if err != nil && s.state == stRelay {
-		var ce *wsframe.CloseError
-		var re *rfbparse.Error
-		switch {
-		case errors.As(err, &ce):
+	if err == nil {
+		return
+	}
+	var ce *wsframe.CloseError
+	if errors.As(err, &ce) {
+		// The frame stream is broken: no close reply can be read from it.
+		// Fail the connection (RFC 6455 §7.1.7): close frame, then close.
+		if s.state == stRelay {
 			s.end(ce.Code, ce.Reason)
-		case errors.As(err, &re):
-			s.end(ws.StatusPolicyViolation, re.Reason)
-		default:
-			s.end(ws.StatusInternalServerError, "upstream-write-failed")
 		}
+		_ = s.viewer.Close()
+		return
+	}
+	if s.state == stRelay {
+		s.end(ws.StatusInternalServerError, "upstream-write-failed")
 	}
 }
 
@@ -429,7 +433,15 @@ func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, _ bool) error {
 	}
 	s.framesUp++
 	if err := s.rfb.Feed(p, (*upstreamWriter)(s)); err != nil {
-		return err
+		// End the session here rather than fail the decoder: the frame
+		// stream is intact and must still carry the viewer's close reply.
+		var re *rfbparse.Error
+		if errors.As(err, &re) {
+			s.end(ws.StatusPolicyViolation, re.Reason)
+		} else {
+			s.end(ws.StatusInternalServerError, "upstream-write-failed")
+		}
+		return nil
 	}
 	s.rfb.TakeEvents() // consumed by the message channel once it exists
 	return nil

@@ -42,7 +42,7 @@ func (h headerFlag) Set(v string) error {
 type options struct {
 	listen, admin, target, sessions, control, upstreamCA string
 	origins, forbidden, rightButton, logFormat, logLevel string
-	allowXVP, noPolicy, showVersion                      bool
+	allowXVP, noPolicy, showVersion, extMouse            bool
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
 	shutdownTimeout                                      time.Duration
 	maxFrame, maxViewerBuffer                            int64
@@ -64,6 +64,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.forbidden, "forbidden", rfbparse.DefaultForbidden, "comma-separated forbidden shortcuts, e.g. ctrl+o,ctrl+shift+i,ctrl+p")
 	fs.StringVar(&o.rightButton, "right-button", "strip", "right mouse button: strip, drop or allow")
 	fs.BoolVar(&o.allowXVP, "allow-xvp", false, "pass xvp power-control messages (shutdown, reboot)")
+	fs.BoolVar(&o.extMouse, "extended-mouse-buttons", false, "pass 7-byte ExtendedMouseButtons pointer events (only if every VNC server supports them)")
 	fs.BoolVar(&o.noPolicy, "no-policy", false, "relay viewer input uninspected (also allows encrypted security types)")
 	fs.DurationVar(&o.dialTimeout, "dial-timeout", 10*time.Second, "upstream resolve + dial + handshake timeout")
 	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "time a viewer has to send its upgrade request")
@@ -137,6 +138,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 			return cfg, nil, fmt.Errorf("--forbidden: %w", err)
 		}
 		pol.AllowXVP = o.allowXVP
+		pol.ExtendedMouseButtons = o.extMouse
 		cfg.Policy = pol
 	}
 	if o.upstreamCA != "" {

@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -30,8 +32,31 @@ type Route struct {
 	Organization string
 	ClientID     string
 	Upstream     *url.URL    // tcp://host:port, ws://host:port/path or wss://host:port/path
-	Header       http.Header // extra headers for ws/wss upstreams (e.g. x-api-key)
+	Header       http.Header // extra headers for ws/wss upstreams (e.g. x-api-key); never logged
 	Control      rfbparse.Interactor
+	// CDPURL is the browser's DevTools endpoint (ws://…/devtools/browser/…
+	// or http://host:port), used for the clipboard; empty: no clipboard.
+	CDPURL string
+	// Expires ends the session with close 1000 "token-expired"; zero: never.
+	Expires time.Time
+	// Live, when set, is asked periodically whether the session still runs.
+	Live Verifier
+	// Credential is what the viewer authenticated with, for resolvers that
+	// forward it on liveness calls. Never logged or put in spans.
+	Credential string
+}
+
+// ErrSessionEnded is returned (possibly wrapped) by a Verifier when the
+// browser session, task or workflow run is over.
+var ErrSessionEnded = errors.New("session ended")
+
+// A Verifier re-checks a route's liveness off the event loop. Verify returns
+// nil while the session is live, an error wrapping ErrSessionEnded once it is
+// over, and any other error when it cannot tell (the proxy keeps the session
+// through a grace period of such errors). Implementations dedupe: many viewers
+// of one session must cost one upstream call per period.
+type Verifier interface {
+	Verify(ctx context.Context, rt *Route) error
 }
 
 // Kinds of platform session a stream can belong to.

@@ -106,12 +106,17 @@ type TargetResolver struct {
 	Upstream *url.URL
 	Header   http.Header
 	Control  rfbparse.Interactor
+	CDPURL   string // DevTools endpoint of the browser behind Upstream, for the clipboard
 }
 
 // Resolve implements Resolver.
 func (t *TargetResolver) Resolve(_ context.Context, r *upgrade.Request) (*Route, error) {
-	return &Route{Upstream: t.Upstream, Header: t.Header, Control: t.Control,
-		ClientID: r.Query.Get("client_id")}, nil
+	rt := &Route{Upstream: t.Upstream, Header: t.Header, Control: t.Control,
+		ClientID: r.Query.Get("client_id"), CDPURL: t.CDPURL}
+	if _, kind, id, ok := ParseStreamPath(r.Path); ok {
+		rt.Kind, rt.ID = kind, id // pairs a viewer's VNC and message channels
+	}
+	return rt, nil
 }
 
 // SessionsFile is the YAML document behind StaticResolver.

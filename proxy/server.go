@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 
@@ -40,6 +42,20 @@ type Config struct {
 	ViewerLowWater   int           // ... and below which reading resumes; default 256 KiB
 	MaxEarlyBytes    int           // viewer bytes buffered while the upstream is dialed; default 64 KiB
 
+	// Compat answers resolver refusals as the reference platform does: the
+	// upgrade succeeds, then close 1002 (credentials) or 1013 (not ready).
+	Compat bool
+	// LivenessPeriod is how often live routes are re-verified; default 5s.
+	LivenessPeriod time.Duration
+	// ControlGrace keeps a viewer's control state after both its channels
+	// closed, so a reconnect finds it; default 5m.
+	ControlGrace time.Duration
+	// NewClipboard opens the clipboard client for a DevTools endpoint; nil
+	// disables the clipboard (copy and paste answer with an error message).
+	NewClipboard func(cdpURL string, header http.Header) ClipboardClient
+	// ClipboardTimeout bounds one copy or paste; default 5s.
+	ClipboardTimeout time.Duration
+
 	// Logger receives one line per session end and errors; default slog.Default().
 	Logger *slog.Logger
 }
@@ -53,6 +69,9 @@ func (c *Config) setDefaults() {
 	def(&c.DialTimeout, 10*time.Second)
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.CloseTimeout, 3*time.Second)
+	def(&c.LivenessPeriod, 5*time.Second)
+	def(&c.ControlGrace, 5*time.Minute)
+	def(&c.ClipboardTimeout, 5*time.Second)
 	if c.MaxFramePayload <= 0 {
 		c.MaxFramePayload = 1 << 20
 	}
@@ -81,6 +100,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
+	reg      *registry
 	eng      gnet.Engine
 	booted   chan struct{}
 	stopped  chan struct{} // closed when the event loops have returned
@@ -99,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("proxy: Config.Addr is required")
 	}
 	cfg.setDefaults()
-	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
+	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Stats is a snapshot of server-wide counters.
@@ -175,7 +195,79 @@ stop:
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
 	close(s.booted)
+	go s.livenessLoop()
 	return gnet.None
+}
+
+// livenessLoop re-verifies live routes every LivenessPeriod, once per
+// platform session however many viewers it has, and ends the sessions whose
+// browser session, task or workflow run is over (or whose token expired).
+func (s *Server) livenessLoop() {
+	t := time.NewTicker(s.cfg.LivenessPeriod)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopped:
+			return
+		case <-t.C:
+		}
+		s.checkLiveness(time.Now())
+		s.reg.sweep(time.Now(), s.cfg.ControlGrace)
+	}
+}
+
+func (s *Server) checkLiveness(now time.Time) {
+	type group struct {
+		rt       *Route
+		sessions []*session
+	}
+	groups := map[[3]string]*group{}
+	s.mu.Lock()
+	for sess := range s.sessions {
+		rt := sess.published.Load()
+		if rt == nil {
+			continue
+		}
+		if !rt.Expires.IsZero() && now.After(rt.Expires) {
+			sess.endAsync(ws.StatusNormalClosure, "token-expired")
+			continue
+		}
+		if rt.Live == nil {
+			continue
+		}
+		k := [3]string{rt.Organization, rt.Kind, rt.ID}
+		g := groups[k]
+		if g == nil {
+			g = &group{rt: rt}
+			groups[k] = g
+		}
+		g.sessions = append(g.sessions, sess)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for _, g := range groups {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LivenessPeriod)
+			defer cancel()
+			err := g.rt.Live.Verify(ctx, g.rt)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, ErrSessionEnded) {
+				s.cfg.Logger.Warn("liveness check failed", "err", err, "kind", g.rt.Kind, "id", g.rt.ID)
+				return
+			}
+			s.cfg.Logger.Info("session ended upstream", "kind", g.rt.Kind, "id", g.rt.ID, "viewers", len(g.sessions))
+			for _, sess := range g.sessions {
+				sess.endAsync(ws.StatusNormalClosure, "session-ended")
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // OnOpen implements gnet.EventHandler: a new viewer, or an enrolled upstream.

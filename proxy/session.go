@@ -44,6 +44,12 @@ type session struct {
 	deadline atomic.Int64
 	gone     atomic.Bool // viewer closed: the dialer need not enroll
 
+	mode uint8 // modeVNC or modeMessages
+	pair *pair // shared with the viewer's other channel; nil without client_id
+	msg  *msgState
+	// published is the route, readable off the loop (liveness checks).
+	published atomic.Pointer[Route]
+
 	start time.Time
 	req   *upgrade.Request
 	proto string
@@ -84,6 +90,12 @@ type session struct {
 	closeReason string
 	logged      bool
 }
+
+// Channel kinds.
+const (
+	modeVNC = iota
+	modeMessages
+)
 
 // upstreamConn is the upstream conn's context.
 type upstreamConn struct {
@@ -156,6 +168,11 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	_, _ = c.Discard(n) // pipelined bytes stay in gnet's buffer until the relay starts
 	s.req, s.proto, s.state = req, proto, stDialing
 	s.deadline.Store(0) // the dial has its own timeout
+	if ch, _, _, ok := ParseStreamPath(req.Path); ok && ch == "messages" {
+		s.mode = modeMessages
+		go s.resolveMessages()
+		return gnet.None
+	}
 	go s.dial()
 	return gnet.None
 }
@@ -184,12 +201,7 @@ func (s *session) dial() {
 	defer cancel()
 	route, err := cfg.Resolver.Resolve(ctx, s.req)
 	if err != nil {
-		var he *upgrade.Error
-		if !errors.As(err, &he) {
-			cfg.Logger.Warn("resolve failed", "err", err, "path", s.req.Path)
-			he = &upgrade.Error{Status: http.StatusBadGateway, Message: "cannot resolve session"}
-		}
-		s.failDial(he)
+		s.failDial(resolveStatus(cfg, err, s.req))
 		return
 	}
 	conn, early, err := dialUpstream(ctx, route, cfg.UpstreamTLS)
@@ -209,15 +221,62 @@ func (s *session) dial() {
 	}
 }
 
+// resolveStatus turns a resolver error into the viewer's HTTP answer.
+func resolveStatus(cfg *Config, err error, r *upgrade.Request) *upgrade.Error {
+	var he *upgrade.Error
+	if errors.As(err, &he) {
+		he2 := *he
+		he2.Header = append(he2.Header[:len(he2.Header):len(he2.Header)], [2]string{compatMarker, "1"})
+		return &he2
+	}
+	cfg.Logger.Warn("resolve failed", "err", err, "path", r.Path)
+	return &upgrade.Error{Status: http.StatusBadGateway, Message: "cannot resolve session",
+		Header: [][2]string{{compatMarker, "1"}}}
+}
+
+// compatMarker tags resolver refusals, which --compat=skyvern answers after
+// the upgrade; it is stripped before anything is written.
+const compatMarker = "X-Vncedge-Resolve"
+
 // failDial answers the waiting viewer with an HTTP error, on its loop.
 func (s *session) failDial(he *upgrade.Error) {
 	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if s.state == stDialing {
-			s.reject(he)
-			_ = s.viewer.Close()
+		if s.state != stDialing {
+			return nil
 		}
+		resolveErr := false
+		if n := len(he.Header); n > 0 && he.Header[n-1][0] == compatMarker {
+			resolveErr = true
+			h := *he
+			h.Header = he.Header[:n-1]
+			he = &h
+		}
+		if resolveErr && s.srv.cfg.Compat {
+			s.refuseAfterUpgrade(he)
+			return nil
+		}
+		s.reject(he)
+		_ = s.viewer.Close()
 		return nil
 	}))
+}
+
+// refuseAfterUpgrade answers as the reference platform does: accept the
+// WebSocket, then close it, because browsers cannot read the HTTP status of a
+// failed upgrade: 1002 for credentials, 1013 for a session that is not ready.
+func (s *session) refuseAfterUpgrade(he *upgrade.Error) {
+	code := ws.StatusCode(1013)
+	switch he.Status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
+		code = ws.StatusProtocolError
+	}
+	s.srv.upgradeFailures.Add(1)
+	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message, "compat_close", int(code),
+		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req))
+	_, _ = s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto))
+	_, _ = s.viewer.Write(wsframe.AppendClose(nil, code, he.Message, nil))
+	s.state, s.logged = stClosed, true
+	_ = s.viewer.Close()
 }
 
 // upstreamOpen runs on the viewer's loop once the upstream is enrolled: answer
@@ -238,7 +297,18 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	_ = c.SetNoDelay(true)
 	rt := s.route
 	s.wsUp = rt.Upstream.Scheme != "tcp"
-	s.rfb = rfbparse.NewStream(s.srv.cfg.Policy, rt.Control)
+	control := rt.Control
+	var replaced *session
+	if rt.ClientID != "" {
+		p, old, ctl, ok := s.srv.reg.attach(s, rt)
+		if !ok {
+			s.reject(&upgrade.Error{Status: http.StatusForbidden, Message: "session belongs to another organization"})
+			_ = s.viewer.Close()
+			return gnet.Close
+		}
+		s.pair, replaced, control = p, old, ctl
+	}
+	s.rfb = rfbparse.NewStream(s.srv.cfg.Policy, control)
 	ua := s.req.UserAgent
 	s.rfb.SetMac(strings.Contains(ua, "Macintosh") || strings.Contains(ua, "Mac OS X"))
 	if s.wsUp {
@@ -249,6 +319,10 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		return gnet.None
 	}
 	s.state = stRelay
+	s.publish()
+	if replaced != nil {
+		replaced.endAsync(ws.StatusNormalClosure, "replaced")
+	}
 	if len(up.early) > 0 {
 		s.fromUpstream(up.early)
 		up.early = nil
@@ -426,12 +500,16 @@ func (s *session) serverBytes(p []byte) error {
 // viewerFrames receives decoded viewer frames.
 type viewerFrames session
 
-func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, _ bool) error {
+func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, fin bool) error {
 	s := (*session)(v)
 	if s.state != stRelay {
 		return nil // closing: discard
 	}
 	s.framesUp++
+	if s.mode == modeMessages {
+		s.onMessageData(p, fin)
+		return nil
+	}
 	if err := s.rfb.Feed(p, (*upstreamWriter)(s)); err != nil {
 		// End the session here rather than fail the decoder: the frame
 		// stream is intact and must still carry the viewer's close reply.
@@ -443,7 +521,9 @@ func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, _ bool) error {
 		}
 		return nil
 	}
-	s.rfb.TakeEvents() // consumed by the message channel once it exists
+	if ev := s.rfb.TakeEvents(); ev != 0 {
+		s.onEvents(ev)
+	}
 	return nil
 }
 
@@ -564,6 +644,9 @@ func (s *session) flushUp() error {
 	if s.niov == 0 {
 		return nil
 	}
+	if s.up == nil && s.paused {
+		return nil // kept (copies only: no viewer data is read while paused) until resume
+	}
 	var err error
 	if s.up != nil {
 		if s.niov == 1 {
@@ -641,6 +724,8 @@ func (s *session) viewerClosed(err error) {
 	}
 	s.state = stClosed
 	s.closeUpstream()
+	s.srv.reg.detach(s)
+	s.published.Store(nil)
 	s.srv.active.Add(-1)
 	s.logEnd(err)
 }
@@ -708,6 +793,13 @@ func (s *session) logEnd(err error) {
 		attrs = append(attrs, "err", err.Error())
 	}
 	s.srv.cfg.Logger.Info("session end", attrs...)
+}
+
+// publish makes the route visible to the liveness checker.
+func (s *session) publish() {
+	if rt := s.route; rt != nil && (rt.Live != nil || !rt.Expires.IsZero()) {
+		s.published.Store(rt)
+	}
 }
 
 func (s *session) logf(level slog.Level, msg string) {

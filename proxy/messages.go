@@ -1,0 +1,312 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
+
+	"vncedge/proxy/upgrade"
+	"vncedge/proxy/wsframe"
+	"vncedge/rfbparse"
+)
+
+// The message channel: a second WebSocket per viewer carrying JSON text
+// frames, compatible with the reference platform's page. From the page:
+// take-control, cede-control, clipboard-copy, clipboard-paste {text},
+// ask-for-clipboard-response {text}. To the page: interactor {interactor},
+// copied-text {text}, ask-for-clipboard {}, error {failed_kind, message}.
+
+// MaxClipboardText bounds the text of one paste.
+const MaxClipboardText = 1 << 20
+
+// maxMessage bounds one assembled message-channel message (text + JSON).
+const maxMessage = MaxClipboardText + 4<<10
+
+// pasteAfterCutText: a paste shortcut within this long after the viewer sent
+// its clipboard as ClientCutText needs no ask-for-clipboard round trip.
+const pasteAfterCutText = 2 * time.Second
+
+// ClipboardClient reaches the remote browser for copy and paste (the Chrome
+// DevTools Protocol in production). Calls run off the event loop.
+type ClipboardClient interface {
+	// SelectedText returns the selection of the page the user looks at.
+	SelectedText(ctx context.Context) (string, error)
+	// InsertText types text into that page.
+	InsertText(ctx context.Context, text string) error
+	Close() error
+}
+
+// clipboard opens a pair's ClipboardClient lazily and keeps it.
+type clipboard struct {
+	mu     sync.Mutex
+	url    string
+	header http.Header
+	c      ClipboardClient
+}
+
+func (c *clipboard) reset(url string, h http.Header) {
+	c.mu.Lock()
+	old := c.c
+	c.url, c.header, c.c = url, h, nil
+	c.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+}
+
+func (c *clipboard) get(newClient func(url string, h http.Header) ClipboardClient) (ClipboardClient, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.c != nil {
+		return c.c, nil
+	}
+	if c.url == "" || newClient == nil {
+		return nil, errors.New("no DevTools endpoint for this session")
+	}
+	c.c = newClient(c.url, c.header)
+	return c.c, nil
+}
+
+func (c *clipboard) close() { c.reset("", nil) }
+
+// msgState is the message channel's part of a session.
+type msgState struct {
+	buf     []byte // the message being assembled
+	discard bool   // the message being received is over the limit
+}
+
+// inMessage is a message from the page.
+type inMessage struct {
+	Kind string  `json:"kind"`
+	Text *string `json:"text"`
+}
+
+type outMessage struct {
+	Kind       string  `json:"kind"`
+	Interactor string  `json:"interactor,omitempty"`
+	Text       *string `json:"text,omitempty"`
+	FailedKind string  `json:"failed_kind,omitempty"`
+	Message    string  `json:"message,omitempty"`
+}
+
+// resolveMessages runs off the loop for a message channel: authenticate and
+// resolve the session (nothing is dialed), then open the channel on the loop.
+func (s *session) resolveMessages() {
+	cfg := &s.srv.cfg
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	route, err := cfg.Resolver.Resolve(ctx, s.req)
+	if err != nil {
+		s.failDial(resolveStatus(cfg, err, s.req))
+		return
+	}
+	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		s.openMessages(route)
+		return nil
+	}))
+}
+
+// openMessages answers 101 and pairs the channel, on the loop.
+func (s *session) openMessages(rt *Route) {
+	if s.state != stDialing {
+		return
+	}
+	if rt.ClientID == "" {
+		s.reject(&upgrade.Error{Status: http.StatusBadRequest, Message: "client_id is required"})
+		_ = s.viewer.Close()
+		return
+	}
+	p, replaced, control, ok := s.srv.reg.attach(s, rt)
+	if !ok {
+		s.reject(&upgrade.Error{Status: http.StatusForbidden, Message: "session belongs to another organization"})
+		_ = s.viewer.Close()
+		return
+	}
+	s.route, s.pair, s.msg = rt, p, &msgState{}
+	s.vdec.AllowText = true
+	s.vdec.MaxPayload = maxMessage
+	if _, err := s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto)); err != nil {
+		s.end(ws.StatusInternalServerError, "viewer-write-failed")
+		return
+	}
+	s.state = stRelay
+	s.publish()
+	if replaced != nil {
+		replaced.endAsync(ws.StatusNormalClosure, "replaced")
+	}
+	s.sendMessage(outMessage{Kind: "interactor", Interactor: control.String()}, true)
+	s.drainViewer()
+}
+
+// onMessageData assembles message-channel frames into messages.
+func (s *session) onMessageData(p []byte, fin bool) {
+	m := s.msg
+	if !m.discard {
+		if len(m.buf)+len(p) > maxMessage {
+			m.discard, m.buf = true, m.buf[:0]
+		} else {
+			m.buf = append(m.buf, p...)
+		}
+	}
+	if !fin {
+		return
+	}
+	if m.discard {
+		m.discard = false
+		s.sendMessage(outMessage{Kind: "error", Message: "message too large"}, true)
+		return
+	}
+	var in inMessage
+	err := json.Unmarshal(m.buf, &in)
+	if cap(m.buf) > 64<<10 {
+		m.buf = nil // do not keep a paste-sized buffer for the session's life
+	} else {
+		m.buf = m.buf[:0]
+	}
+	if err != nil {
+		s.sendMessage(outMessage{Kind: "error", Message: "bad JSON message"}, true)
+		return
+	}
+	s.handleMessage(&in)
+}
+
+func (s *session) handleMessage(in *inMessage) {
+	reg, p := s.srv.reg, s.pair
+	switch in.Kind {
+	case "take-control", "cede-control":
+		to := rfbparse.User
+		if in.Kind == "cede-control" {
+			to = rfbparse.Agent
+		}
+		if vnc := reg.setControl(p, to); vnc != nil {
+			_ = vnc.viewer.EventLoop().Execute(context.Background(), &controlChange{s: vnc, to: to})
+		}
+		s.srv.cfg.Logger.Info("control changed", "to", to.String(), "kind", p.key.kind, "id", p.key.id, "client_id", p.key.clientID)
+		s.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, true)
+	case "clipboard-copy":
+		go s.srv.copyText(p)
+	case "clipboard-paste", "ask-for-clipboard-response":
+		if in.Text == nil {
+			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text is required"}, true)
+			return
+		}
+		if len(*in.Text) > MaxClipboardText {
+			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text over 1 MiB"}, true)
+			return
+		}
+		go s.srv.pasteText(p, in.Kind, *in.Text)
+	default:
+		s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "unknown message kind"}, true)
+	}
+}
+
+// sendMessage writes a JSON text frame to a message channel; onLoop says
+// whether the caller runs on the channel's loop.
+func (s *session) sendMessage(m outMessage, onLoop bool) {
+	body, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	var hdr [wsframe.MaxHeaderSize]byte
+	n := wsframe.PutHeader(hdr[:], ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(body))})
+	frame := append(hdr[:n:n], body...)
+	if onLoop {
+		if s.state == stRelay {
+			_, _ = s.viewer.Write(frame)
+		}
+		return
+	}
+	_ = s.viewer.AsyncWrite(frame, nil)
+}
+
+// controlChange applies a change of control to a VNC channel, on its loop:
+// keys and buttons the user still holds are released on the server.
+type controlChange struct {
+	s  *session
+	to rfbparse.Interactor
+}
+
+func (c *controlChange) Run(context.Context) error {
+	s := c.s
+	if s.state != stRelay || s.rfb == nil {
+		return nil
+	}
+	if rel := s.rfb.SetInteractor(c.to); len(rel) > 0 {
+		_, _ = (*upstreamWriter)(s).Write(rel)
+		_ = s.flushUp()
+	}
+	return nil
+}
+
+// onEvents acts on what the policy noticed in the viewer's input, on the
+// VNC channel's loop. Clipboard work goes to goroutines.
+func (s *session) onEvents(ev rfbparse.Event) {
+	p := s.pair
+	if p == nil {
+		return
+	}
+	if ev&rfbparse.EventCutText != 0 {
+		p.lastCutText.Store(time.Now().UnixNano())
+	}
+	if ev&rfbparse.EventCopy != 0 {
+		go s.srv.copyText(p)
+	}
+	if ev&rfbparse.EventPaste != 0 && time.Since(time.Unix(0, p.lastCutText.Load())) > pasteAfterCutText {
+		if _, msg := s.srv.reg.peers(p); msg != nil {
+			msg.sendMessage(outMessage{Kind: "ask-for-clipboard"}, false)
+		}
+	}
+}
+
+// copyText reads the remote selection and sends it to the page (off loop).
+func (srv *Server) copyText(p *pair) {
+	_, msg := srv.reg.peers(p)
+	if msg == nil {
+		return // nobody to tell
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ClipboardTimeout)
+	defer cancel()
+	c, err := p.clip.get(srv.cfg.NewClipboard)
+	var text string
+	if err == nil {
+		text, err = c.SelectedText(ctx)
+	}
+	if err != nil {
+		srv.cfg.Logger.Warn("clipboard copy failed", "err", err, "kind", p.key.kind, "id", p.key.id)
+		msg.sendMessage(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: "could not read the selection"}, false)
+		return
+	}
+	msg.sendMessage(outMessage{Kind: "copied-text", Text: &text}, false)
+}
+
+// pasteText types text into the remote page (off loop).
+func (srv *Server) pasteText(p *pair, kind, text string) {
+	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ClipboardTimeout)
+	defer cancel()
+	c, err := p.clip.get(srv.cfg.NewClipboard)
+	if err == nil {
+		err = c.InsertText(ctx, text)
+	}
+	if err != nil {
+		srv.cfg.Logger.Warn("clipboard paste failed", "err", err, "kind", p.key.kind, "id", p.key.id)
+		if _, msg := srv.reg.peers(p); msg != nil {
+			msg.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: "could not paste"}, false)
+		}
+	}
+}
+
+// endAsync ends a session from any goroutine.
+func (s *session) endAsync(code ws.StatusCode, reason string) {
+	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if s.state == stRelay {
+			s.end(code, reason)
+		}
+		return nil
+	}))
+}

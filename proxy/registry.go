@@ -1,0 +1,122 @@
+package proxy
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"vncedge/rfbparse"
+)
+
+// channelKey names one viewer's pair of channels: its client_id and the
+// platform session both channels belong to.
+type channelKey struct{ clientID, kind, id string }
+
+// pair is the state a viewer's VNC channel and message channel share: who has
+// control (kept across a VNC reconnect) and the clipboard's CDP client.
+type pair struct {
+	key channelKey
+
+	// Guarded by registry.mu.
+	org        string
+	vnc, msg   *session
+	control    rfbparse.Interactor
+	controlSet bool
+	idleSince  time.Time // both channels gone since; swept after ControlGrace
+	cdpURL     string
+	clip       clipboard
+
+	lastCutText atomic.Int64 // unix ns of the viewer's last ClientCutText
+}
+
+// registry pairs channels by channelKey. Its lock is taken only when channels
+// open, close or change control, never per frame.
+type registry struct {
+	mu    sync.Mutex
+	pairs map[channelKey]*pair
+}
+
+func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
+
+// attach registers s (a VNC or message channel of route rt) and returns its
+// pair, the channel of the same kind it replaces (to be closed with
+// "replaced"), and who has control. It fails when the pair belongs to another
+// organization.
+func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, control rfbparse.Interactor, ok bool) {
+	key := channelKey{rt.ClientID, rt.Kind, rt.ID}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p = r.pairs[key]
+	if p == nil {
+		p = &pair{key: key, org: rt.Organization}
+		r.pairs[key] = p
+	}
+	if p.vnc == nil && p.msg == nil {
+		p.org = rt.Organization // an idle pair may be taken over (only control state remains)
+	} else if p.org != rt.Organization {
+		return nil, nil, 0, false
+	}
+	if !p.controlSet {
+		p.control, p.controlSet = rt.Control, true
+	}
+	if rt.CDPURL != "" && rt.CDPURL != p.cdpURL {
+		p.cdpURL = rt.CDPURL
+		p.clip.reset(rt.CDPURL, rt.Header)
+	}
+	if s.mode == modeMessages {
+		replaced, p.msg = p.msg, s
+	} else {
+		replaced, p.vnc = p.vnc, s
+	}
+	return p, replaced, p.control, true
+}
+
+// detach forgets s; the pair's control state stays for ControlGrace.
+func (r *registry) detach(s *session) {
+	p := s.pair
+	if p == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p.vnc == s {
+		p.vnc = nil
+	}
+	if p.msg == s {
+		p.msg = nil
+	}
+	if p.vnc == nil && p.msg == nil {
+		p.idleSince = time.Now()
+	}
+}
+
+// setControl records who has control and returns the VNC channel to apply it to.
+func (r *registry) setControl(p *pair, i rfbparse.Interactor) *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p.control, p.controlSet = i, true
+	return p.vnc
+}
+
+// peers returns the pair's current channels.
+func (r *registry) peers(p *pair) (vnc, msg *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return p.vnc, p.msg
+}
+
+// sweep drops pairs idle for longer than grace, closing their CDP clients.
+func (r *registry) sweep(now time.Time, grace time.Duration) {
+	r.mu.Lock()
+	var idle []*pair
+	for k, p := range r.pairs {
+		if p.vnc == nil && p.msg == nil && now.Sub(p.idleSince) > grace {
+			delete(r.pairs, k)
+			idle = append(idle, p)
+		}
+	}
+	r.mu.Unlock()
+	for _, p := range idle {
+		p.clip.close()
+	}
+}

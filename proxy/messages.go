@@ -184,10 +184,14 @@ func (s *session) handleMessage(in *inMessage) {
 		if in.Kind == "cede-control" {
 			to = rfbparse.Agent
 		}
-		if vnc := reg.setControl(p, to); vnc != nil {
-			_ = vnc.viewer.EventLoop().Execute(context.Background(), &controlChange{s: vnc, to: to})
-		}
 		s.srv.cfg.Logger.Info("control changed", "to", to.String(), "kind", p.key.kind, "id", p.key.id, "client_id", p.key.clientID)
+		if vnc := reg.setControl(p, to); vnc != nil {
+			// The confirmation goes out once the VNC channel applied it.
+			err := vnc.viewer.EventLoop().Execute(context.Background(), &controlChange{s: vnc, to: to, confirm: s})
+			if err == nil {
+				return
+			}
+		}
 		s.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, true)
 	case "clipboard-copy":
 		go s.srv.copyText(p)
@@ -228,18 +232,21 @@ func (s *session) sendMessage(m outMessage, onLoop bool) {
 // controlChange applies a change of control to a VNC channel, on its loop:
 // keys and buttons the user still holds are released on the server.
 type controlChange struct {
-	s  *session
-	to rfbparse.Interactor
+	s       *session
+	to      rfbparse.Interactor
+	confirm *session // message channel to confirm to
 }
 
 func (c *controlChange) Run(context.Context) error {
 	s := c.s
-	if s.state != stRelay || s.rfb == nil {
-		return nil
+	if s.state == stRelay && s.rfb != nil {
+		if rel := s.rfb.SetInteractor(c.to); len(rel) > 0 {
+			_, _ = (*upstreamWriter)(s).Write(rel)
+			_ = s.flushUp()
+		}
 	}
-	if rel := s.rfb.SetInteractor(c.to); len(rel) > 0 {
-		_, _ = (*upstreamWriter)(s).Write(rel)
-		_ = s.flushUp()
+	if c.confirm != nil {
+		c.confirm.sendMessage(outMessage{Kind: "interactor", Interactor: c.to.String()}, false)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -46,18 +47,26 @@ func (f *fakeClipboard) InsertText(_ context.Context, text string) error {
 func (f *fakeClipboard) Close() error { return nil }
 
 type msgConn struct {
-	t *testing.T
-	c net.Conn
+	t  *testing.T
+	c  net.Conn
+	rw io.ReadWriter // reads through the dialer's buffer: the first message may ride with the 101
 }
 
 func dialMessages(t *testing.T, addr, path string) *msgConn {
 	t.Helper()
-	c, _, _, err := ws.Dialer{}.Dial(ctxT(t), "ws://"+addr+path)
+	c, br, _, err := ws.Dialer{}.Dial(ctxT(t), "ws://"+addr+path)
 	if err != nil {
 		t.Fatalf("dial message channel: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return &msgConn{t: t, c: c}
+	m := &msgConn{t: t, c: c, rw: c}
+	if br != nil {
+		m.rw = struct {
+			io.Reader
+			io.Writer
+		}{br, c}
+	}
+	return m
 }
 
 func (m *msgConn) send(v any) {
@@ -71,7 +80,7 @@ func (m *msgConn) send(v any) {
 func (m *msgConn) next() map[string]any {
 	m.t.Helper()
 	_ = m.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	b, err := wsutil.ReadServerText(m.c)
+	b, err := wsutil.ReadServerText(m.rw)
 	if err != nil {
 		m.t.Fatalf("read message: %v", err)
 	}

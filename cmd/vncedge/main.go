@@ -41,9 +41,11 @@ func (h headerFlag) Set(v string) error {
 
 type options struct {
 	listen, admin, target, sessions, control, upstreamCA string
+	compat, cdpURL                                       string
 	origins, forbidden, rightButton, logFormat, logLevel string
 	allowXVP, noPolicy, showVersion, extMouse            bool
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
+	livenessPeriod, controlGrace                         time.Duration
 	shutdownTimeout                                      time.Duration
 	maxFrame, maxViewerBuffer                            int64
 	loops                                                int
@@ -60,6 +62,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for wss:// upstreams (default: system roots)")
+	fs.StringVar(&o.compat, "compat", "", "refusal style: empty (HTTP statuses before the upgrade) or skyvern (upgrade, then close 1002/1013)")
+	fs.StringVar(&o.cdpURL, "cdp-url", "", "DevTools endpoint of the browser behind --target (http://host:port or ws://…), for clipboard copy/paste")
+	fs.DurationVar(&o.livenessPeriod, "liveness-period", 5*time.Second, "how often live sessions are re-verified with the control plane")
+	fs.DurationVar(&o.controlGrace, "control-grace", 5*time.Minute, "how long a viewer's control state outlives its channels (for reconnects)")
 	fs.StringVar(&o.origins, "allowed-origins", "", "comma-separated browser origins allowed besides the same host; * allows any")
 	fs.StringVar(&o.forbidden, "forbidden", rfbparse.DefaultForbidden, "comma-separated forbidden shortcuts, e.g. ctrl+o,ctrl+shift+i,ctrl+p")
 	fs.StringVar(&o.rightButton, "right-button", "strip", "right mouse button: strip, drop or allow")
@@ -120,6 +126,14 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		Addr: o.listen, Loops: o.loops, Logger: log,
 		DialTimeout: o.dialTimeout, HandshakeTimeout: o.handshakeTimeout, CloseTimeout: o.closeTimeout,
 		MaxFramePayload: o.maxFrame, MaxViewerBuffer: int(o.maxViewerBuffer),
+		LivenessPeriod: o.livenessPeriod, ControlGrace: o.controlGrace,
+	}
+	switch o.compat {
+	case "":
+	case "skyvern":
+		cfg.Compat = true
+	default:
+		return cfg, nil, fmt.Errorf("--compat: want skyvern or nothing, got %q", o.compat)
 	}
 	if o.origins != "" {
 		for _, s := range strings.Split(o.origins, ",") {
@@ -175,7 +189,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		if err != nil {
 			return cfg, nil, err
 		}
-		cfg.Resolver = &proxy.TargetResolver{Upstream: u, Header: http.Header(o.header), Control: ctl}
+		cfg.Resolver = &proxy.TargetResolver{Upstream: u, Header: http.Header(o.header), Control: ctl, CDPURL: o.cdpURL}
 		return cfg, nil, nil
 	case o.sessions != "":
 		ctl, err := control(rfbparse.Agent)

@@ -52,20 +52,26 @@ func BenchmarkKeyEventBlocked(b *testing.B) {
 	}
 }
 
-// BenchmarkPointerEvent classifies one 6-byte PointerEvent per Feed call.
+// BenchmarkPointerEvent classifies one PointerEvent per Feed call: 6 bytes, or
+// 7 (ExtendedMouseButtons) sent on as 6 by the default policy.
 func BenchmarkPointerEvent(b *testing.B) {
 	for _, tc := range []struct {
 		name string
-		mask uint8
-	}{{"move", 1}, {"right-strip", 4}} {
+		m    []byte
+	}{{"move", ptrEv(1, 100, 200)}, {"right-strip", ptrEv(4, 100, 200)}, {"ext-trim", ptrExt(1, 1, 100, 200)}} {
 		b.Run(tc.name, func(b *testing.B) {
 			s := ready(b, DefaultPolicy(), User)
 			var w discard
-			m := ptrEv(tc.mask, 100, 200)
+			if len(tc.m) == 7 {
+				if err := s.Feed(setEnc(EncodingExtendedMouseButtons), &w); err != nil {
+					b.Fatal(err)
+				}
+			}
+			m, mask := tc.m, tc.m[1]
 			b.SetBytes(int64(len(m)))
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				m[1] = tc.mask // undo the in-place strip
+				m[1] = mask // undo the in-place rewrite
 				m[3] = byte(i)
 				if err := s.Feed(m, &w); err != nil {
 					b.Fatal(err)

@@ -198,6 +198,16 @@ func (s *Stream) pointer(m []byte) bool {
 			return false
 		}
 	}
+	if len(m) == 7 && !s.pol.ExtendedMouseButtons {
+		// Send it on as a plain 6-byte event: a server that ignores −316
+		// would read the 7th byte as the start of a message never inspected.
+		m[1] &^= 0x80
+		s.trim = 1
+		s.ptrMask, s.ptrExtra = m[1], 0
+		s.ptrX = binary.BigEndian.Uint16(m[2:4])
+		s.ptrY = binary.BigEndian.Uint16(m[4:6])
+		return true
+	}
 	s.ptrMask = m[1]
 	if len(m) == 7 {
 		s.ptrMask &^= 0x80 // the ExtendedMouseButtons marker, not a button

@@ -3,12 +3,13 @@ package rfbparse
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"testing"
 )
 
 // fuzzStream builds the Stream a fuzz input's mode byte selects, past a 3.8
 // None handshake: bits 0-1 right-button mode (3: nil policy), bit 2 agent,
-// bit 3 mac.
+// bit 3 mac, bit 4 Policy.ExtendedMouseButtons.
 func fuzzStream(t *testing.T, mode uint8) *Stream {
 	var pol *Policy
 	if rb := mode & 3; rb != 3 {
@@ -17,6 +18,7 @@ func fuzzStream(t *testing.T, mode uint8) *Stream {
 			t.Fatal(err)
 		}
 		pol.MaxCutText = 1 << 16
+		pol.ExtendedMouseButtons = mode&16 != 0
 	}
 	who := User
 	if mode&4 != 0 {
@@ -36,6 +38,11 @@ func fuzzSeeds(f *testing.F) {
 	f.Add(cat(keyDown(KeysymControlL), qemuKey(true, 'o', 0x1d), keyUp(KeysymControlL), keyDown('o')), uint16(20), uint8(2))
 	f.Add([]byte{6, 0, 0, 0, 0, 1, 0, 1}, uint16(5), uint8(0))
 	f.Add([]byte{255, 1, 0, 2, 1, 2, 3}, uint16(2), uint8(3))
+	// A 7-byte PointerEvent whose 7th byte starts a Ctrl+O KeyEvent for a
+	// server without −316 (see TestExtendedMouseButtonsSmuggling).
+	f.Add(smuggleInput(), uint16(30), uint8(0))
+	f.Add(smuggleInput(), uint16(30), uint8(16))
+	f.Add(cat(setEnc(-316), ptrExt(1, 2, 3, 4), setEnc(0), ptrEv(0x81, 3, 4), []byte{4}), uint16(25), uint8(16))
 }
 
 type fuzzRun struct {
@@ -96,7 +103,9 @@ func everyByte(n int) []int {
 	return c
 }
 
-// FuzzPolicy: whatever the viewer sends, what passes obeys the policy.
+// FuzzPolicy: whatever the viewer sends, what passes obeys the policy, and
+// unless the policy opts in to ExtendedMouseButtons (mode bit 4) servers with
+// and without −316 support read it as the same messages (checkPassed).
 func FuzzPolicy(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte, split uint16, mode uint8) {
@@ -114,10 +123,81 @@ func FuzzPolicy(f *testing.F) {
 	})
 }
 
-// checkPassed re-parses passed bytes with the reference parser and checks the
-// policy's promises against the server's view of held modifiers.
+// serverParse splits passed bytes into messages as a server reads them. A
+// server that honours −316 reads a PointerEvent with mask bit 7 as 7 bytes once
+// the last SetEncodings listed −316; one that does not always reads 6. rest is
+// the length of the message in progress at the end; bad is the invalid message
+// the server would choke on, if any.
+func serverParse(out []byte, honours316 bool, maxCut int64) (msgs [][]byte, rest int, bad []byte) {
+	ext := false
+	for len(out) > 0 {
+		n := refLen(out, ext, maxCut)
+		if n == -2 {
+			return msgs, 0, out[:min(16, len(out))]
+		}
+		if n == -1 {
+			return msgs, len(out), nil // the message in progress when the input ended
+		}
+		m := out[:n]
+		out = out[n:]
+		msgs = append(msgs, m)
+		if m[0] == MsgSetEncodings && honours316 {
+			ext = false
+			for i := 4; i < len(m); i += 4 {
+				if int32(binary.BigEndian.Uint32(m[i:])) == EncodingExtendedMouseButtons {
+					ext = true
+				}
+			}
+		}
+	}
+	return msgs, 0, nil
+}
+
+// sameMessages reports whether two parses of the same bytes have the same
+// message boundaries.
+func sameMessages(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if len(a[i]) != len(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkPassed re-parses passed bytes as a server would and checks the
+// policy's promises against the server's view of held modifiers. Unless the
+// policy opts in to ExtendedMouseButtons, servers with and without −316 support
+// must read the same messages: no 7-byte PointerEvent may pass, for a server
+// without −316 would take its 7th byte as the start of an uninspected message.
 func checkPassed(t *testing.T, pol *Policy, agent bool, out []byte) {
-	extMouse := false
+	t.Helper()
+	msgs, rest, bad := serverParse(out, true, pol.MaxCutText)
+	if bad != nil {
+		t.Fatalf("invalid message passed: % x", bad)
+	}
+	if !pol.ExtendedMouseButtons {
+		msgs6, rest6, bad6 := serverParse(out, false, pol.MaxCutText)
+		if bad6 != nil || rest6 != rest || !sameMessages(msgs, msgs6) {
+			t.Fatalf("servers with and without -316 read the output differently (%d messages + %d bytes and %d + %d, invalid % x)",
+				len(msgs), rest, len(msgs6), rest6, bad6)
+		}
+		for _, m := range msgs {
+			if m[0] == MsgPointerEvent && len(m) != 6 {
+				t.Fatalf("7-byte PointerEvent passed: % x", m)
+			}
+		}
+	}
+	if v := violation(pol, agent, msgs); v != "" {
+		t.Fatal(v)
+	}
+}
+
+// violation returns the first policy breach in msgs (as the server reads
+// them), or "".
+func violation(pol *Policy, agent bool, msgs [][]byte) string {
 	held := map[uint32]bool{} // modifier keys the server holds
 	mods := func() Modifier {
 		var m Modifier
@@ -128,48 +208,32 @@ func checkPassed(t *testing.T, pol *Policy, agent bool, out []byte) {
 		}
 		return m
 	}
-	for len(out) > 0 {
-		n := refLen(out, extMouse, pol.MaxCutText)
-		if n == -2 {
-			t.Fatalf("invalid message passed: % x", out[:min(16, len(out))])
-		}
-		if n == -1 {
-			return // the message in progress when the input ended
-		}
-		m := out[:n]
-		out = out[n:]
+	for _, m := range msgs {
 		if agent {
 			switch m[0] {
 			case MsgSetPixelFormat, MsgSetEncodings, MsgFramebufferUpdateReq, MsgEnableContinuousUpdates, MsgClientFence:
 			case MsgQEMU:
 				if m[1] != qemuAudio {
-					t.Fatalf("agent mode passed % x", m)
+					return fmt.Sprintf("agent mode passed % x", m)
 				}
 			default:
-				t.Fatalf("agent mode passed % x", m)
+				return fmt.Sprintf("agent mode passed % x", m)
 			}
 		}
 		var down bool
 		var keys []uint32
 		switch m[0] {
-		case MsgSetEncodings:
-			extMouse = false
-			for i := 4; i < len(m); i += 4 {
-				if int32(binary.BigEndian.Uint32(m[i:])) == EncodingExtendedMouseButtons {
-					extMouse = true
-				}
-			}
 		case MsgPointerEvent:
 			if m[1]&4 != 0 && pol.RightButton != RightAllow {
-				t.Fatalf("right button passed: % x", m)
+				return fmt.Sprintf("right button passed: % x", m)
 			}
 		case MsgXVP:
 			if !pol.AllowXVP {
-				t.Fatalf("xvp passed: % x", m)
+				return fmt.Sprintf("xvp passed: % x", m)
 			}
 		case MsgGII:
 			if m[1]&0x7f == 0 && !pol.AllowGIIEvents {
-				t.Fatalf("gii event passed: % x", m)
+				return fmt.Sprintf("gii event passed: % x", m)
 			}
 		case MsgKeyEvent:
 			down, keys = m[1] != 0, []uint32{binary.BigEndian.Uint32(m[4:])}
@@ -193,10 +257,11 @@ func checkPassed(t *testing.T, pol *Policy, agent bool, out []byte) {
 			for _, k := range keys {
 				for _, sc := range pol.Forbidden {
 					if k != 0 && refLower(k) == sc.Key && mods()&sc.Mods == sc.Mods {
-						t.Fatalf("forbidden %+v passed: % x (held %v)", sc, m, held)
+						return fmt.Sprintf("forbidden %+v passed: % x (held %v)", sc, m, held)
 					}
 				}
 			}
 		}
 	}
+	return ""
 }

@@ -167,6 +167,12 @@ type Policy struct {
 	// AllowGIIEvents passes gii event-injection messages, which can carry key and
 	// button events that the shortcut and button filters do not inspect.
 	AllowGIIEvents bool
+	// ExtendedMouseButtons passes 7-byte PointerEvents (ExtendedMouseButtons,
+	// −316) as they are. Set it only when every VNC server behind the proxy
+	// supports −316: a server that does not reads 6 bytes and takes the 7th
+	// as the start of a message the proxy never inspected. Off, such events
+	// go on as 6-byte events and the extra buttons (back, forward) are lost.
+	ExtendedMouseButtons bool
 	// MaxCutText is the longest ClientCutText payload accepted; longer is an error.
 	MaxCutText int64
 }

@@ -3,6 +3,7 @@ package rfbparse
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -90,6 +91,11 @@ func TestBypasses(t *testing.T) {
 		defPol  = func() *Stream { return ready(t, DefaultPolicy(), User) }
 		dropPol = func() *Stream { return ready(t, policy(t, "ctrl+o", RightDrop), User) }
 		allowPl = func() *Stream { return ready(t, policy(t, "ctrl+o", RightAllow), User) }
+		extPol  = func() *Stream {
+			pol := DefaultPolicy()
+			pol.ExtendedMouseButtons = true
+			return ready(t, pol, User)
+		}
 	)
 	tests := []struct {
 		name  string
@@ -157,8 +163,19 @@ func TestBypasses(t *testing.T) {
 		{"pointer mask 5 strip", defPol, []step{{msg: ptrEv(5, 100, 200), pass: true, want: strip(5)}}, [NumDropReasons]uint64{}},
 		{"pointer mask 6 strip", defPol, []step{{msg: ptrEv(6, 100, 200), pass: true, want: strip(6)}}, [NumDropReasons]uint64{}},
 		{"pointer mask 12 strip", defPol, []step{{msg: ptrEv(12, 100, 200), pass: true, want: strip(12)}}, [NumDropReasons]uint64{}},
+		// A 7-byte event goes on as a 6-byte one by default (see
+		// TestExtendedMouseButtonsSmuggling), right button stripped too.
 		{"pointer ext 7-byte strip", defPol,
+			[]step{p(setEnc(-316)), {msg: ptrExt(0x07, 1, 3, 4), pass: true, want: ptrEv(0x03, 3, 4)}}, [NumDropReasons]uint64{}},
+		{"pointer ext 7-byte strip, ExtendedMouseButtons", extPol,
 			[]step{p(setEnc(-316)), {msg: ptrExt(0x07, 1, 3, 4), pass: true, want: ptrExt(0x03, 1, 3, 4)}}, [NumDropReasons]uint64{}},
+		{"pointer ext 7-byte drop", dropPol,
+			[]step{p(setEnc(-316)), d(ptrExt(0x04, 1, 3, 4)), {msg: ptrExt(0x01, 4, 3, 4), pass: true, want: ptrEv(0x01, 3, 4)}, p(keyDown('a'))},
+			[NumDropReasons]uint64{DropRightButton: 1}},
+		{"pointer ext 7th byte 0x04 then Ctrl+O-looking bytes", defPol,
+			[]step{p(keyDown(cL)), p(setEnc(-316)), {msg: ptrExt(0, 4, 10, 20), pass: true, want: ptrEv(0, 10, 20)},
+				p(fence(0x00006f03, []byte{0, 0, 0, 0, 0, 10, 0, 10})), p(keyUp(cL))},
+			[NumDropReasons]uint64{}},
 		{"pointer mask 4 drop", dropPol, []step{d(ptrEv(4, 1, 1)), d(ptrEv(5, 1, 1)), d(ptrEv(6, 1, 1)), d(ptrEv(12, 1, 1)), p(ptrEv(3, 1, 1))},
 			[NumDropReasons]uint64{DropRightButton: 4}},
 		{"pointer mask allow", allowPl, []step{p(ptrEv(4, 1, 1)), p(ptrEv(5, 1, 1)), p(ptrEv(6, 1, 1)), p(ptrEv(12, 1, 1))},
@@ -285,17 +302,154 @@ func TestSetInteractorAtBoundary(t *testing.T) {
 }
 
 func TestSetInteractorExtendedButtonRelease(t *testing.T) {
-	s := ready(t, DefaultPolicy(), User)
+	extPol := DefaultPolicy()
+	extPol.ExtendedMouseButtons = true
+	s := ready(t, extPol, User)
 	feedAll(t, s, cat(setEnc(-316), ptrExt(0, 1, 300, 400)))
 	rel := s.SetInteractor(Agent)
 	if want := ptrExt(0, 0, 300, 400); !bytes.Equal(rel, want) {
 		t.Fatalf("release % x, want % x", rel, want)
+	}
+	// By default the extra buttons never reach the server: nothing to release
+	// for them, and a held basic button is released with a 6-byte event.
+	s = ready(t, DefaultPolicy(), User)
+	feedAll(t, s, cat(setEnc(-316), ptrExt(0, 1, 300, 400)))
+	if rel := s.SetInteractor(Agent); rel != nil {
+		t.Fatalf("release % x, want none", rel)
+	}
+	s = ready(t, DefaultPolicy(), User)
+	feedAll(t, s, cat(setEnc(-316), ptrExt(1, 1, 300, 400)))
+	if rel := s.SetInteractor(Agent); !bytes.Equal(rel, ptrEv(0, 300, 400)) {
+		t.Fatalf("release % x, want % x", rel, ptrEv(0, 300, 400))
 	}
 	// Without -316, a held bit-7 button is released with a 6-byte event.
 	s = ready(t, DefaultPolicy(), User)
 	feedAll(t, s, ptrEv(0x80, 3, 4))
 	if rel := s.SetInteractor(Agent); !bytes.Equal(rel, ptrEv(0, 3, 4)) {
 		t.Fatalf("release % x", rel)
+	}
+}
+
+// smuggleInput holds Ctrl, lists −316, then sends a 7-byte PointerEvent whose
+// 7th byte is 0x04 (KeyEvent) followed by a ClientFence whose first 7 bytes
+// complete, for a server that reads the PointerEvent as 6 bytes, a KeyEvent
+// 'o' key-down (down flag 0xf8); the rest of the fence then reads as a
+// FramebufferUpdateRequest, so that server is back in step and nothing else
+// looks amiss. The proxy sees a harmless fence.
+func smuggleInput() []byte {
+	return cat(keyDown(KeysymControlL), setEnc(-316), ptrExt(0, 0x04, 10, 20),
+		fence(0x00006f03, []byte{0, 0, 0, 0, 0, 10, 0, 10}), keyUp(KeysymControlL))
+}
+
+// TestExtendedMouseButtonsSmuggling: the PointerEvent of ExtendedMouseButtons
+// is 7 bytes only for servers that implement −316; by default the proxy sends
+// it on as 6 bytes so every server reads the messages the proxy inspected.
+func TestExtendedMouseButtonsSmuggling(t *testing.T) {
+	in := smuggleInput()
+	pol := DefaultPolicy()
+	// The input as is, read by a server without -316: Ctrl+O.
+	raw, rest, bad := serverParse(in, false, pol.MaxCutText)
+	if bad != nil || rest != 0 || !strings.Contains(violation(pol, false, raw), "forbidden") {
+		t.Fatalf("the input does not smuggle Ctrl+O: %q", violation(pol, false, raw))
+	}
+	if smug := raw[3]; !bytes.Equal(smug, []byte{MsgKeyEvent, 0xf8, 0, 0, 0, 0, 0, 'o'}) {
+		t.Fatalf("smuggled message % x", smug)
+	}
+	// Read by a server with -316, the same bytes are harmless.
+	if msgs, _, _ := serverParse(in, true, pol.MaxCutText); violation(pol, false, msgs) != "" || len(msgs) != 5 {
+		t.Fatalf("the input is not harmless with -316: %q", violation(pol, false, msgs))
+	}
+
+	cL := uint32(KeysymControlL)
+	trimmed := cat(keyDown(cL), setEnc(-316), ptrEv(0, 10, 20),
+		fence(0x00006f03, []byte{0, 0, 0, 0, 0, 10, 0, 10}), keyUp(cL))
+	extPol := DefaultPolicy()
+	extPol.ExtendedMouseButtons = true
+	for _, tc := range []struct {
+		name   string
+		pol    *Policy
+		want   []byte
+		ctrlO6 bool // a server without -316 reads Ctrl+O in the output
+	}{
+		{"default", pol, trimmed, false},
+		{"ExtendedMouseButtons", extPol, in, true}, // the opt-in passes it: only for -316 servers
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Every cut into up to three chunks.
+			for i := 0; i <= len(in); i++ {
+				for j := i; j <= len(in); j++ {
+					s := ready(t, tc.pol, User)
+					var w sink
+					for _, c := range [][]byte{in[:i], in[i:j], in[j:]} {
+						mustFeed(t, s, bytes.Clone(c), &w)
+					}
+					if !bytes.Equal(w.buf, tc.want) {
+						t.Fatalf("cuts %d,%d: output\n% x\nwant\n% x", i, j, w.buf, tc.want)
+					}
+					if s.Stats.Messages != 5 || s.Stats.DroppedTotal() != 0 || s.Stats.Rewritten != 0 {
+						t.Fatalf("cuts %d,%d: stats %+v", i, j, s.Stats)
+					}
+				}
+			}
+			with, _, _ := serverParse(tc.want, true, tc.pol.MaxCutText)
+			if v := violation(tc.pol, false, with); v != "" {
+				t.Fatalf("server with -316: %s", v)
+			}
+			without, rest, bad := serverParse(tc.want, false, tc.pol.MaxCutText)
+			if bad != nil || rest != 0 {
+				t.Fatalf("server without -316: invalid % x, %d bytes left", bad, rest)
+			}
+			if v := violation(tc.pol, false, without); (v != "") != tc.ctrlO6 {
+				t.Fatalf("server without -316: %q", v)
+			}
+			if !tc.ctrlO6 && !sameMessages(with, without) {
+				t.Fatal("servers with and without -316 read the output differently")
+			}
+		})
+	}
+}
+
+// TestExtendedPointerSplit: a 7-byte PointerEvent cut anywhere (prefix in the
+// chunk, in the held buffer, or both, with passed bytes before and after it in
+// the same chunk) goes on identically.
+func TestExtendedPointerSplit(t *testing.T) {
+	in := cat(setEnc(-316), keyDown('a'), ptrExt(0x05, 2, 10, 20), keyUp('a'), ptrExt(0x81, 0, 11, 21))
+	for _, tc := range []struct {
+		name string
+		ext  bool
+		want []byte
+	}{
+		{"default", false, cat(setEnc(-316), keyDown('a'), ptrEv(0x01, 10, 20), keyUp('a'), ptrEv(0x01, 11, 21))},
+		{"ExtendedMouseButtons", true, cat(setEnc(-316), keyDown('a'), ptrExt(0x01, 2, 10, 20), keyUp('a'), ptrExt(0x81, 0, 11, 21))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol := DefaultPolicy()
+			pol.ExtendedMouseButtons = tc.ext
+			for i := 0; i <= len(in); i++ {
+				for j := i; j <= len(in); j++ {
+					s := ready(t, pol, User)
+					var w sink
+					for _, c := range [][]byte{in[:i], in[i:j], in[j:]} {
+						mustFeed(t, s, bytes.Clone(c), &w)
+					}
+					if !bytes.Equal(w.buf, tc.want) {
+						t.Fatalf("cuts %d,%d: output\n% x\nwant\n% x", i, j, w.buf, tc.want)
+					}
+					if s.Stats.Messages != 5 || s.Stats.Rewritten != 1 || s.Stats.DroppedTotal() != 0 || !s.AtBoundary() {
+						t.Fatalf("cuts %d,%d: stats %+v", i, j, s.Stats)
+					}
+				}
+			}
+			// Byte by byte.
+			s := ready(t, pol, User)
+			var w sink
+			for k := range in {
+				mustFeed(t, s, bytes.Clone(in[k:k+1]), &w)
+			}
+			if !bytes.Equal(w.buf, tc.want) {
+				t.Fatalf("byte by byte: output\n% x\nwant\n% x", w.buf, tc.want)
+			}
+		})
 	}
 }
 

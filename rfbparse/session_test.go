@@ -79,7 +79,11 @@ func noVNCSession() session {
 	addAs(ptrEv(4, 500, 500), ptrEv(0, 500, 500))
 	add(ptrEv(0, 500, 500))
 	// ExtendedMouseButtons: a 7-byte event (back button), wheel in 6 bytes.
-	add(ptrExt(0, 1, 501, 501), ptrExt(0, 0, 501, 501), ptrEv(8, 501, 501), ptrEv(0, 501, 501))
+	// The default policy passes 7-byte events on as 6-byte ones (bit 7
+	// cleared, the extra buttons dropped).
+	addAs(ptrExt(0, 1, 501, 501), ptrEv(0, 501, 501))
+	addAs(ptrExt(0, 0, 501, 501), ptrEv(0, 501, 501))
+	add(ptrEv(8, 501, 501), ptrEv(0, 501, 501))
 	add(fence(0x80000003, []byte{0xde, 0xad}))
 	add(ecu(true, 0, 0, 1280, 720))
 	// QEMU extended keys once the server acknowledged -258.
@@ -177,7 +181,7 @@ func TestNoVNCSession(t *testing.T) {
 		t.Fatal(base.err)
 	}
 	// What the policy does to this session: Ctrl+O twice (down and up each),
-	// one right click stripped.
+	// one right click stripped, two 7-byte PointerEvents cut to 6 bytes.
 	if base.stats.Messages != uint64(len(ss.frames)) {
 		t.Fatalf("Messages %d, want %d", base.stats.Messages, len(ss.frames))
 	}
@@ -188,7 +192,7 @@ func TestNoVNCSession(t *testing.T) {
 	if base.events != EventCopy|EventPaste|EventCutText|EventBlocked {
 		t.Fatalf("events %b", base.events)
 	}
-	if len(ss.client)-len(base.out) != 2*8+2*12 {
+	if len(ss.client)-len(base.out) != 2*8+2*12+2*1 {
 		t.Fatalf("dropped %d bytes", len(ss.client)-len(base.out))
 	}
 	// The expected output, built frame by frame.
@@ -235,18 +239,39 @@ func TestNoVNCSession(t *testing.T) {
 
 func TestNoVNCSessionPolicies(t *testing.T) {
 	ss := noVNCSession()
-	for _, pol := range []*Policy{nil, policy(t, "", RightAllow), policy(t, "ctrl+c,ctrl+v,h", RightDrop)} {
-		base := ss.run(pol, nil)
-		if base.err != nil {
-			t.Fatal(base.err)
+	extPol := policy(t, "", RightAllow)
+	extPol.ExtendedMouseButtons = true
+	// trimmed is the session as a policy that changes nothing else passes it:
+	// the 7-byte PointerEvents go on as 6-byte ones.
+	trimmed := slices.Clone(ss.client[:14])
+	for _, f := range ss.frames {
+		if f[0] == MsgPointerEvent && len(f) == 7 {
+			trimmed = append(trimmed, f[0], f[1]&^0x80, f[2], f[3], f[4], f[5])
+		} else {
+			trimmed = append(trimmed, f...)
 		}
-		for c := 1; c < len(ss.client); c++ {
-			sameRun(t, "cut at "+itoa(c), ss.run(pol, []int{c}), base)
-		}
-		if pol == nil || len(pol.Forbidden) == 0 {
-			if !bytes.Equal(base.out, ss.client) {
-				t.Fatal("permissive policy changed the session")
+	}
+	for _, tc := range []struct {
+		name string
+		pol  *Policy
+		want []byte // the output; nil: not checked
+	}{
+		{"nil", nil, ss.client},                            // no inspection: nothing changes
+		{"permissive with -316", extPol, ss.client},        // nothing to filter, 7-byte events pass
+		{"permissive", policy(t, "", RightAllow), trimmed}, // only the 7-byte events change
+		{"strict", policy(t, "ctrl+c,ctrl+v,h", RightDrop), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			base := ss.run(tc.pol, nil)
+			if base.err != nil {
+				t.Fatal(base.err)
 			}
-		}
+			for c := 1; c < len(ss.client); c++ {
+				sameRun(t, "cut at "+itoa(c), ss.run(tc.pol, []int{c}), base)
+			}
+			if tc.want != nil && !bytes.Equal(base.out, tc.want) {
+				t.Fatalf("output differs from the expectation (%d bytes, want %d)", len(base.out), len(tc.want))
+			}
+		})
 	}
 }

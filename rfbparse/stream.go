@@ -122,6 +122,7 @@ type Stream struct {
 	cliVer   int
 	err      error
 	extMouse bool
+	trim     int // bytes to cut from the end of the message just decided
 
 	// The item (handshake step or message) in progress.
 	hold     [prefixMax]byte // decision prefix split across chunks
@@ -359,6 +360,24 @@ func (s *Stream) Feed(p []byte, w io.Writer) error {
 			return s.fail(w, p, run, i, err)
 		}
 		switch {
+		case pass && s.trim > 0:
+			// Pass the message without its last trim bytes (a 7-byte
+			// PointerEvent sent on as a 6-byte one).
+			keep := need - s.trim
+			s.trim = 0
+			if fromHold {
+				if err := s.write(w, pre[:keep]); err != nil {
+					return err
+				}
+			} else {
+				if run < 0 {
+					run = i - need
+				}
+				if err := s.write(w, p[run:i-need+keep]); err != nil {
+					return err
+				}
+				run = -1
+			}
 		case pass && fromHold:
 			if err := s.write(w, pre); err != nil {
 				return err
@@ -453,17 +472,16 @@ func (s *Stream) decide(pre []byte) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if s.srv != srvAwaitClient {
-			return false, errClientOutOfTurn
-		}
 		s.cliVer = v
-		s.version = min(v, s.srvVer)
-		if s.version == 3 {
-			s.srv = srvSecType33
+		switch s.srv {
+		case srvAwaitClient:
+			s.negotiate()
+		case srvVersion:
+			// The client spoke first (it pipelined its version): harmless,
+			// the server's version settles the rest when it arrives.
 			s.phase = phWaitServer
-		} else {
-			s.srv = srvSecCount
-			s.phase = phChoice
+		default:
+			return false, errClientOutOfTurn
 		}
 		return true, nil
 	case phChoice:
@@ -599,6 +617,16 @@ func itoa(n int) string {
 	}
 }
 
+// negotiate settles the version once both sides have sent theirs.
+func (s *Stream) negotiate() {
+	s.version = min(s.cliVer, s.srvVer)
+	if s.version == 3 {
+		s.srv, s.phase = srvSecType33, phWaitServer
+	} else {
+		s.srv, s.phase = srvSecCount, phChoice
+	}
+}
+
 // parseVersion reads "RFB 003.00x\n" and returns the minor version it means:
 // 3.3 (also 3.4–3.6), 3.7, or 3.8 (also any later 3.x).
 func parseVersion(b []byte, bad *Error) (int, error) {
@@ -649,6 +677,9 @@ func (s *Stream) Server(p []byte) error {
 				return err
 			}
 			s.srvVer, s.srv = v, srvAwaitClient
+			if s.cliVer != 0 {
+				s.negotiate()
+			}
 		case srvSecCount:
 			if !s.srvTake(&p, 1) {
 				return nil

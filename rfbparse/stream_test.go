@@ -16,6 +16,8 @@ func TestMessageTypes(t *testing.T) {
 		pre    []byte // sent (and passed) first, e.g. SetEncodings with -316
 		msg    []byte
 		pass   bool
+		out    []byte // what passes when msg is rewritten; nil: msg unchanged
+		ext    bool   // Policy.ExtendedMouseButtons
 		reason DropReason
 	}{
 		{name: "SetPixelFormat", msg: setPF(), pass: true},
@@ -26,7 +28,18 @@ func TestMessageTypes(t *testing.T) {
 		{name: "KeyEvent up", msg: keyUp('a'), pass: true},
 		{name: "PointerEvent", msg: ptrEv(1, 10, 20), pass: true},
 		{name: "PointerEvent bit7 without -316 is 6 bytes", msg: ptrEv(0x81, 10, 20), pass: true},
-		{name: "PointerEvent 7 bytes after -316", pre: setEnc(-316), msg: ptrExt(1, 1, 10, 20), pass: true},
+		// By default a 7-byte event goes on as a 6-byte one: bit 7 cleared,
+		// the extra buttons dropped, the 7 bytes consumed all the same.
+		{name: "PointerEvent 7 bytes after -316", pre: setEnc(-316), msg: ptrExt(1, 1, 10, 20), pass: true,
+			out: ptrEv(1, 10, 20)},
+		{name: "PointerEvent 7 bytes after -316, extra 0", pre: setEnc(-316), msg: ptrExt(0, 0, 10, 20), pass: true,
+			out: ptrEv(0, 10, 20)},
+		{name: "PointerEvent 7 bytes after -316, right button", pre: setEnc(-316), msg: ptrExt(5, 3, 10, 20), pass: true,
+			out: ptrEv(1, 10, 20)},
+		{name: "PointerEvent 7 bytes after -316, ExtendedMouseButtons", pre: setEnc(-316), msg: ptrExt(1, 1, 10, 20), pass: true,
+			ext: true},
+		{name: "PointerEvent 6 bytes after -316, ExtendedMouseButtons", pre: setEnc(-316), msg: ptrEv(1, 10, 20), pass: true,
+			ext: true},
 		{name: "PointerEvent 6 bytes after -316", pre: setEnc(-316), msg: ptrEv(1, 10, 20), pass: true},
 		{name: "ClientCutText", msg: cutText("hello"), pass: true},
 		{name: "ClientCutText empty", msg: cutText(""), pass: true},
@@ -51,7 +64,9 @@ func TestMessageTypes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, bytewise := range []bool{false, true} {
-				s := ready(t, DefaultPolicy(), User)
+				pol := DefaultPolicy()
+				pol.ExtendedMouseButtons = tc.ext
+				s := ready(t, pol, User)
 				in := cat(tc.pre, tc.msg, next)
 				var w sink
 				if bytewise {
@@ -62,7 +77,9 @@ func TestMessageTypes(t *testing.T) {
 					mustFeed(t, s, bytes.Clone(in), &w)
 				}
 				want := cat(tc.pre, next)
-				if tc.pass {
+				if tc.pass && tc.out != nil {
+					want = cat(tc.pre, tc.out, next)
+				} else if tc.pass {
 					want = cat(tc.pre, tc.msg, next)
 				}
 				if !bytes.Equal(w.buf, want) {
@@ -126,21 +143,41 @@ func TestExtendedMouseButtonsFollowsLastSetEncodings(t *testing.T) {
 
 func TestCoalescedMessages(t *testing.T) {
 	// Many messages in one chunk, as websockify merges frames.
-	in := cat(setPF(), setEnc(0, 7, -316), fbur(false, 0, 0, 1024, 768),
-		ptrEv(0, 5, 5), ptrExt(1, 0, 6, 6), ptrExt(0, 1, 7, 7), ptrEv(0, 8, 8),
-		keyDown('h'), keyUp('h'), cutText("clip"), fence(1, []byte{1, 2}),
-		ecu(true, 0, 0, 1024, 768), qemuKey(true, 'x', 0x2d), qemuKey(false, 'x', 0x2d))
-	s := ready(t, DefaultPolicy(), User)
-	var w sink
-	mustFeed(t, s, bytes.Clone(in), &w)
-	if !bytes.Equal(w.buf, in) {
-		t.Fatalf("output differs")
+	msgs := func(p1, p2 []byte) []byte {
+		return cat(setPF(), setEnc(0, 7, -316), fbur(false, 0, 0, 1024, 768),
+			ptrEv(0, 5, 5), p1, p2, ptrEv(0, 8, 8),
+			keyDown('h'), keyUp('h'), cutText("clip"), fence(1, []byte{1, 2}),
+			ecu(true, 0, 0, 1024, 768), qemuKey(true, 'x', 0x2d), qemuKey(false, 'x', 0x2d))
 	}
-	if w.writes != 1 {
-		t.Fatalf("%d writes for a chunk that passes whole, want 1", w.writes)
-	}
-	if s.Stats.Messages != 14 {
-		t.Fatalf("Messages %d", s.Stats.Messages)
+	in := msgs(ptrExt(1, 0, 6, 6), ptrExt(0, 1, 7, 7))
+	for _, tc := range []struct {
+		name      string
+		ext       bool
+		want      []byte
+		maxWrites int
+	}{
+		// Opted in to −316: the chunk passes whole, in one Write.
+		{"ExtendedMouseButtons", true, in, 1},
+		// By default the two 7-byte events go on as 6-byte ones; each cut
+		// byte ends a Write (the rest are still sub-slices of the chunk).
+		{"default", false, msgs(ptrEv(1, 6, 6), ptrEv(0, 7, 7)), 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pol := DefaultPolicy()
+			pol.ExtendedMouseButtons = tc.ext
+			s := ready(t, pol, User)
+			var w sink
+			mustFeed(t, s, bytes.Clone(in), &w)
+			if !bytes.Equal(w.buf, tc.want) {
+				t.Fatalf("output\n% x\nwant\n% x", w.buf, tc.want)
+			}
+			if w.writes > tc.maxWrites {
+				t.Fatalf("%d writes, want at most %d", w.writes, tc.maxWrites)
+			}
+			if s.Stats.Messages != 14 || s.Stats.Rewritten != 0 || s.Stats.DroppedTotal() != 0 {
+				t.Fatalf("stats %+v", s.Stats)
+			}
+		})
 	}
 }
 
@@ -307,6 +344,35 @@ func TestHandshakes(t *testing.T) {
 			{server: srvVer(3), client: []byte("RFB 003.008\n")},
 			{server: u32(1), client: []byte{1}},
 		}},
+		// The client pipelines its version before the server's: accepted, the
+		// server's version settles the negotiation when it arrives.
+		{"3.8 none, client version pipelined", []hsStep{
+			{client: []byte("RFB 003.008\n")},
+			{server: srvVer(8)},
+			{server: []byte{1, 1}, client: []byte{1}},
+			{server: u32(0), client: []byte{1}},
+		}},
+		{"3.8 vnc auth, client version pipelined", []hsStep{
+			{client: []byte("RFB 003.008\n")},
+			{server: cat(srvVer(8), []byte{2, 1, 2}), client: []byte{2}},
+			{server: challenge, client: resp5},
+			{server: u32(0), client: []byte{1}},
+		}},
+		{"3.7 none, client version pipelined", []hsStep{
+			{client: []byte("RFB 003.007\n")},
+			{server: cat(srvVer(8), []byte{1, 1}), client: []byte{1}},
+			{client: []byte{1}},
+		}},
+		{"server 3.3 client 3.8 pipelined", []hsStep{
+			{client: []byte("RFB 003.008\n")},
+			{server: srvVer(3)},
+			{server: u32(1), client: []byte{1}},
+		}},
+		{"server 3.3 client 3.8 pipelined, vnc auth", []hsStep{
+			{client: []byte("RFB 003.008\n")},
+			{server: cat(srvVer(3), u32(2), challenge), client: resp4},
+			{server: u32(0), client: []byte{1}},
+		}},
 		{"3.889 (Apple)", []hsStep{
 			{server: []byte("RFB 003.889\n"), client: []byte("RFB 003.008\n")},
 			{server: []byte{1, 1}, client: []byte{1}},
@@ -364,6 +430,90 @@ func TestHandshakes(t *testing.T) {
 	}
 }
 
+// TestPipelinedClientVersion: a client that sends its ProtocolVersion before
+// the server's has been seen waits for it; the server's version (cut anywhere)
+// then settles the negotiation exactly as in the usual order.
+func TestPipelinedClientVersion(t *testing.T) {
+	cL := uint32(KeysymControlL)
+	msgs := cat(keyDown(cL), keyDown('o'), keyUp('o'), keyUp(cL), ptrEv(5, 2, 3))
+	wantMsgs := cat(keyDown(cL), keyUp(cL), ptrEv(1, 2, 3)) // default policy
+	for _, cli := range []int{3, 7, 8} {
+		for _, srv := range []int{3, 7, 8} {
+			t.Run("client 3."+itoa(cli)+" server 3."+itoa(srv), func(t *testing.T) {
+				s := NewStream(DefaultPolicy(), User)
+				var w sink
+				cv := srvVer(cli)
+				mustFeed(t, s, bytes.Clone(cv), &w)
+				if !bytes.Equal(w.buf, cv) {
+					t.Fatalf("version output % x", w.buf)
+				}
+				if s.phase != phWaitServer || s.Ready() || s.HandshakeDone() || s.AtBoundary() {
+					t.Fatalf("after a pipelined version: phase %d srv %d", s.phase, s.srv)
+				}
+				for _, b := range srvVer(srv) { // the server's version byte by byte
+					mustServer(t, s, []byte{b})
+				}
+				v := min(cli, srv)
+				if s.version != v {
+					t.Fatalf("negotiated 3.%d, want 3.%d", s.version, v)
+				}
+				if v == 3 {
+					mustServer(t, s, u32(1))
+					mustFeed(t, s, []byte{1}, &w)
+				} else {
+					mustServer(t, s, []byte{1, 1})
+					mustFeed(t, s, []byte{1}, &w)
+					if v == 8 {
+						mustServer(t, s, u32(0))
+					}
+					mustFeed(t, s, []byte{1}, &w)
+				}
+				if !s.Ready() || !s.HandshakeDone() || !s.AtBoundary() {
+					t.Fatalf("not ready: phase %d srv %d", s.phase, s.srv)
+				}
+				if got := feedAll(t, s, msgs); !bytes.Equal(got, wantMsgs) {
+					t.Fatalf("messages\n% x\nwant\n% x", got, wantMsgs)
+				}
+				if s.Stats.Messages != 5 || s.Stats.Dropped[DropShortcut] != 2 {
+					t.Fatalf("stats %+v", s.Stats)
+				}
+			})
+		}
+	}
+	t.Run("version cut across Feeds", func(t *testing.T) {
+		s := NewStream(DefaultPolicy(), User)
+		var w sink
+		v8 := []byte("RFB 003.008\n")
+		mustFeed(t, s, bytes.Clone(v8[:5]), &w)
+		mustServer(t, s, srvVer(8)[:7]) // the server's version arrives meanwhile
+		mustFeed(t, s, bytes.Clone(v8[5:]), &w)
+		if s.phase != phWaitServer {
+			t.Fatalf("phase %d", s.phase)
+		}
+		mustServer(t, s, cat(srvVer(8)[7:], []byte{1, 1}))
+		mustFeed(t, s, []byte{1}, &w)
+		mustServer(t, s, u32(0))
+		mustFeed(t, s, cat([]byte{1}, keyDown('a')), &w)
+		if want := cat(v8, []byte{1, 1}, keyDown('a')); !bytes.Equal(w.buf, want) {
+			t.Fatalf("output % x, want % x", w.buf, want)
+		}
+	})
+	t.Run("nil policy, 3.3 server picks VeNCrypt", func(t *testing.T) {
+		s := NewStream(nil, User)
+		tlsBytes := []byte{0x16, 3, 1, 0, 5}
+		out, err := runHandshake(t, s, []hsStep{
+			{client: []byte("RFB 003.008\n")},
+			{server: cat(srvVer(3), u32(19)), client: tlsBytes},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := cat([]byte("RFB 003.008\n"), tlsBytes); !bytes.Equal(out, want) || s.phase != phOpaque {
+			t.Fatalf("output % x phase %d", out, s.phase)
+		}
+	})
+}
+
 func TestHandshakeServerSplit(t *testing.T) {
 	// The server's security list, challenge and result cut byte by byte.
 	s := NewStream(DefaultPolicy(), User)
@@ -396,8 +546,25 @@ func TestHandshakeFailures(t *testing.T) {
 		out   []byte // client bytes written
 		done  bool   // HandshakeDone at the end
 	}{
-		{name: "client before server version", pol: DefaultPolicy(),
-			steps: []hsStep{{client: v8}}, want: errClientOutOfTurn.Reason},
+		// A pipelined version is accepted (TestHandshakes); anything after it
+		// before the server's security list is still out of turn.
+		{name: "client version and choice before server version", pol: DefaultPolicy(),
+			steps: []hsStep{{client: cat(v8, []byte{1})}}, want: errClientOutOfTurn.Reason, out: v8},
+		{name: "client version, then choice, before server version", pol: DefaultPolicy(),
+			steps: []hsStep{{client: v8}, {client: []byte{1}}}, want: errClientOutOfTurn.Reason, out: v8},
+		{name: "pipelined client version, choice before security list", pol: DefaultPolicy(),
+			steps: []hsStep{{client: v8}, {server: srvVer(8), client: []byte{1}}},
+			want:  errClientOutOfTurn.Reason, out: v8},
+		{name: "client version twice", pol: DefaultPolicy(),
+			steps: []hsStep{{client: cat(v8, v8)}}, want: errClientOutOfTurn.Reason, out: v8},
+		{name: "pipelined client version, 3.3 ClientInit before security type", pol: DefaultPolicy(),
+			steps: []hsStep{{client: v8}, {server: srvVer(3), client: []byte{1}}},
+			want:  errClientOutOfTurn.Reason, out: v8},
+		{name: "pipelined client version, bad server version", pol: DefaultPolicy(),
+			steps: []hsStep{{client: v8}, {server: []byte("SSH-2.0-Open")}},
+			want:  errBadServerVersion.Reason, out: v8},
+		{name: "pipelined bad client version", pol: DefaultPolicy(),
+			steps: []hsStep{{client: []byte("RFB 003.00x\n")}}, want: errBadVersion.Reason},
 		{name: "client choice before security list", pol: DefaultPolicy(),
 			steps: []hsStep{{server: srvVer(8), client: cat(v8, []byte{1})}},
 			want:  errClientOutOfTurn.Reason, out: v8},

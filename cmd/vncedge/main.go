@@ -47,7 +47,7 @@ type options struct {
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
 	livenessPeriod, controlGrace                         time.Duration
 	shutdownTimeout                                      time.Duration
-	maxFrame, maxViewerBuffer                            int64
+	maxFrame, maxViewerBuffer, highWater, lowWater       int64
 	loops                                                int
 	header                                               headerFlag
 }
@@ -78,6 +78,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "time sessions have to close on SIGINT/SIGTERM")
 	fs.Int64Var(&o.maxFrame, "max-frame", 1<<20, "largest viewer frame payload in bytes (larger: close 1009)")
 	fs.Int64Var(&o.maxViewerBuffer, "max-viewer-buffer", 64<<20, "bytes queued for a slow viewer before its session is cut")
+	fs.Int64Var(&o.highWater, "viewer-high-water", 1<<20, "bytes queued for a viewer above which the upstream is not read (backpressure)")
+	fs.Int64Var(&o.lowWater, "viewer-low-water", 256<<10, "bytes queued for a viewer below which reading the upstream resumes")
 	fs.IntVar(&o.loops, "loops", 0, "event loops (0: one per CPU)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -127,6 +129,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		DialTimeout: o.dialTimeout, HandshakeTimeout: o.handshakeTimeout, CloseTimeout: o.closeTimeout,
 		MaxFramePayload: o.maxFrame, MaxViewerBuffer: int(o.maxViewerBuffer),
 		LivenessPeriod: o.livenessPeriod, ControlGrace: o.controlGrace,
+		ViewerHighWater: int(o.highWater), ViewerLowWater: int(o.lowWater),
 	}
 	switch o.compat {
 	case "":

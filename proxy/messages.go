@@ -106,6 +106,13 @@ func (s *session) resolveMessages() {
 		s.failDial(resolveStatus(cfg, err, s.req))
 		return
 	}
+	if cfg.MaxPerOrg > 0 {
+		if he := s.srv.admitOrg(route.Organization); he != nil {
+			s.failDial(he)
+			return
+		}
+		s.orgCounted.Store(true)
+	}
 	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		s.openMessages(route)
 		return nil
@@ -137,6 +144,7 @@ func (s *session) openMessages(rt *Route) {
 	}
 	s.state = stRelay
 	s.publish()
+	s.startChecks()
 	if replaced != nil {
 		replaced.endAsync(ws.StatusNormalClosure, "replaced")
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 
+	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
 )
 
@@ -56,6 +57,21 @@ type Config struct {
 	// ClipboardTimeout bounds one copy or paste; default 5s.
 	ClipboardTimeout time.Duration
 
+	// PingInterval is how often viewers are pinged; two unanswered pings
+	// close the session (a half-open viewer). Default 20s; negative: off.
+	PingInterval time.Duration
+	// IdleTimeout closes a session whose viewer sent nothing for this long
+	// (1000 idle-timeout); 0: off.
+	IdleTimeout time.Duration
+	// MaxDuration closes any session this old (1000 max-duration); 0: off.
+	MaxDuration time.Duration
+	// MaxSessions caps open viewer connections (503 beyond); 0: no cap.
+	MaxSessions int
+	// MaxPerIP caps open viewer connections per client IP (429); 0: no cap.
+	MaxPerIP int
+	// MaxPerOrg caps open sessions per organization (429); 0: no cap.
+	MaxPerOrg int
+
 	// Logger receives one line per session end and errors; default slog.Default().
 	Logger *slog.Logger
 }
@@ -72,6 +88,9 @@ func (c *Config) setDefaults() {
 	def(&c.LivenessPeriod, 5*time.Second)
 	def(&c.ControlGrace, 5*time.Minute)
 	def(&c.ClipboardTimeout, 5*time.Second)
+	if c.PingInterval == 0 {
+		c.PingInterval = 20 * time.Second
+	}
 	if c.MaxFramePayload <= 0 {
 		c.MaxFramePayload = 1 << 20
 	}
@@ -101,6 +120,11 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	reg      *registry
+	admitted int
+	perIP    map[string]int
+	perOrg   map[string]int
+	draining atomic.Bool
+	now      atomic.Int64 // coarse clock (unix ns), set each tick: sessions read it per frame
 	eng      gnet.Engine
 	booted   chan struct{}
 	stopped  chan struct{} // closed when the event loops have returned
@@ -119,7 +143,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("proxy: Config.Addr is required")
 	}
 	cfg.setDefaults()
-	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), booted: make(chan struct{}), stopped: make(chan struct{})}, nil
+	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Stats is a snapshot of server-wide counters.
@@ -194,6 +218,7 @@ stop:
 // OnBoot implements gnet.EventHandler.
 func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	s.eng = eng
+	s.now.Store(time.Now().UnixNano())
 	close(s.booted)
 	go s.livenessLoop()
 	return gnet.None
@@ -315,22 +340,84 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 // OnTick sweeps sessions past their deadline (slow upgrade, unanswered close).
 func (s *Server) OnTick() (time.Duration, gnet.Action) {
 	now := time.Now().UnixNano()
+	s.now.Store(now)
 	s.mu.Lock()
 	for sess := range s.sessions {
 		if d := sess.deadline.Load(); d != 0 && d < now {
 			_ = sess.viewer.EventLoop().Execute(context.Background(), (*expire)(sess))
+		} else if c := sess.nextCheck.Load(); c != 0 && c < now {
+			sess.nextCheck.Store(0) // one check in flight; it sets the next
+			_ = sess.viewer.EventLoop().Execute(context.Background(), (*relayCheck)(sess))
 		}
 	}
 	s.mu.Unlock()
-	tick := min(s.cfg.HandshakeTimeout, s.cfg.CloseTimeout) / 4
-	return max(tick, 10*time.Millisecond), gnet.None
+	return s.tick(), gnet.None
 }
 
-// Serving reports whether the listener is up and the server is not shutting down.
+// tick is the sweep period: a quarter of the shortest timeout, within [10ms, 1s].
+func (s *Server) tick() time.Duration {
+	t := min(s.cfg.HandshakeTimeout, s.cfg.CloseTimeout)
+	for _, d := range []time.Duration{s.cfg.PingInterval, s.cfg.IdleTimeout, s.cfg.MaxDuration} {
+		if d > 0 {
+			t = min(t, d)
+		}
+	}
+	return min(max(t/4, 10*time.Millisecond), time.Second)
+}
+
+// Drain stops taking new sessions (503, /readyz false) and leaves live ones be.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// admit counts a new viewer against the total and per-IP caps.
+func (s *Server) admit(ip string) *upgrade.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() || s.stopping.Load() {
+		return &upgrade.Error{Status: http.StatusServiceUnavailable, Message: "draining", Header: [][2]string{{"Retry-After", "5"}}}
+	}
+	if s.cfg.MaxSessions > 0 && s.admitted >= s.cfg.MaxSessions {
+		return &upgrade.Error{Status: http.StatusServiceUnavailable, Message: "too many sessions", Header: [][2]string{{"Retry-After", "5"}}}
+	}
+	if s.cfg.MaxPerIP > 0 && s.perIP[ip] >= s.cfg.MaxPerIP {
+		return &upgrade.Error{Status: http.StatusTooManyRequests, Message: "too many sessions from this address"}
+	}
+	s.admitted++
+	s.perIP[ip]++
+	return nil
+}
+
+// admitOrg counts a resolved session against its organization's cap.
+func (s *Server) admitOrg(org string) *upgrade.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.MaxPerOrg > 0 && s.perOrg[org] >= s.cfg.MaxPerOrg {
+		return &upgrade.Error{Status: http.StatusTooManyRequests, Message: "too many sessions for this organization"}
+	}
+	s.perOrg[org]++
+	return nil
+}
+
+// release undoes admit and admitOrg.
+func (s *Server) release(ip, org string, orgCounted bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.admitted--
+	if s.perIP[ip]--; s.perIP[ip] <= 0 {
+		delete(s.perIP, ip)
+	}
+	if orgCounted {
+		if s.perOrg[org]--; s.perOrg[org] <= 0 {
+			delete(s.perOrg, org)
+		}
+	}
+}
+
+// Serving reports whether the listener is up and the server is neither
+// draining nor shutting down.
 func (s *Server) Serving() bool {
 	select {
 	case <-s.booted:
-		return !s.stopping.Load()
+		return !s.stopping.Load() && !s.draining.Load()
 	default:
 		return false
 	}

@@ -42,7 +42,16 @@ type session struct {
 	state  uint8
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
 	deadline atomic.Int64
-	gone     atomic.Bool // viewer closed: the dialer need not enroll
+	// nextCheck (unix ns, 0 = none) is when the ticker runs relayCheck:
+	// keepalive pings, idle and maximum-duration limits.
+	nextCheck atomic.Int64
+	gone      atomic.Bool // viewer closed: the dialer need not enroll
+
+	admitted   bool
+	orgCounted atomic.Bool // set by the dialer goroutine
+	ip         string
+	pingsOut   int   // pings sent and not answered
+	lastViewer int64 // coarse unix ns of the last viewer read
 
 	mode uint8 // modeVNC or modeMessages
 	pair *pair // shared with the viewer's other channel; nil without client_id
@@ -165,6 +174,11 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return s.reject(err)
 	}
+	s.ip = ipOf(s.viewer.RemoteAddr())
+	if he := s.srv.admit(s.ip); he != nil {
+		return s.reject(he)
+	}
+	s.admitted = true
 	_, _ = c.Discard(n) // pipelined bytes stay in gnet's buffer until the relay starts
 	s.req, s.proto, s.state = req, proto, stDialing
 	s.deadline.Store(0) // the dial has its own timeout
@@ -203,6 +217,13 @@ func (s *session) dial() {
 	if err != nil {
 		s.failDial(resolveStatus(cfg, err, s.req))
 		return
+	}
+	if cfg.MaxPerOrg > 0 {
+		if he := s.srv.admitOrg(route.Organization); he != nil {
+			s.failDial(he)
+			return
+		}
+		s.orgCounted.Store(true)
 	}
 	conn, early, err := dialUpstream(ctx, route, cfg.UpstreamTLS)
 	if err != nil {
@@ -320,6 +341,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	}
 	s.state = stRelay
 	s.publish()
+	s.startChecks()
 	if replaced != nil {
 		replaced.endAsync(ws.StatusNormalClosure, "replaced")
 	}
@@ -506,6 +528,7 @@ func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, fin bool) error {
 		return nil // closing: discard
 	}
 	s.framesUp++
+	s.lastViewer = s.srv.now.Load() // data, not pongs, keeps a session from idling
 	if s.mode == modeMessages {
 		s.onMessageData(p, fin)
 		return nil
@@ -534,6 +557,8 @@ func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {
 		if s.state == stRelay {
 			s.sendControl(s.viewer, ws.OpPong, payload, false)
 		}
+	case ws.OpPong:
+		s.pingsOut = 0
 	case ws.OpClose:
 		if s.state == stRelay {
 			// Echo the viewer's close, then close: it sends nothing after its close.
@@ -726,6 +751,13 @@ func (s *session) viewerClosed(err error) {
 	s.closeUpstream()
 	s.srv.reg.detach(s)
 	s.published.Store(nil)
+	if s.admitted {
+		org := ""
+		if s.route != nil {
+			org = s.route.Organization
+		}
+		s.srv.release(s.ip, org, s.orgCounted.Load())
+	}
 	s.srv.active.Add(-1)
 	s.logEnd(err)
 }
@@ -795,6 +827,60 @@ func (s *session) logEnd(err error) {
 	s.srv.cfg.Logger.Info("session end", attrs...)
 }
 
+// startChecks arms the ticker's relay checks.
+func (s *session) startChecks() {
+	s.lastViewer = time.Now().UnixNano()
+	if d := s.nextCheckDelay(); d > 0 {
+		s.nextCheck.Store(time.Now().Add(d).UnixNano())
+	}
+}
+
+func (s *session) nextCheckDelay() time.Duration {
+	cfg := &s.srv.cfg
+	d := time.Duration(0)
+	for _, v := range []time.Duration{cfg.PingInterval, cfg.IdleTimeout / 2, cfg.MaxDuration} {
+		if v > 0 && (d == 0 || v < d) {
+			d = v
+		}
+	}
+	return d
+}
+
+// relayCheck runs on the loop when nextCheck passes: keepalive, idle and
+// maximum duration, without a timer or goroutine per connection.
+type relayCheck session
+
+func (r *relayCheck) Run(context.Context) error {
+	s := (*session)(r)
+	if s.state != stRelay {
+		return nil
+	}
+	cfg := &s.srv.cfg
+	now := time.Now()
+	switch {
+	case cfg.MaxDuration > 0 && now.Sub(s.start) >= cfg.MaxDuration:
+		s.end(ws.StatusNormalClosure, "max-duration")
+		return nil
+	case cfg.IdleTimeout > 0 && now.Sub(time.Unix(0, s.lastViewer)) >= cfg.IdleTimeout:
+		s.end(ws.StatusNormalClosure, "idle-timeout")
+		return nil
+	}
+	if cfg.PingInterval > 0 {
+		if s.pingsOut >= 2 {
+			// A half-open viewer: nobody will read a close frame.
+			s.closeCode, s.closeReason = ws.StatusGoingAway, "ping-timeout"
+			s.state = stClosing
+			s.closeUpstream()
+			_ = s.viewer.Close()
+			return nil
+		}
+		s.pingsOut++
+		s.sendControl(s.viewer, ws.OpPing, nil, false)
+	}
+	s.nextCheck.Store(now.Add(s.nextCheckDelay()).UnixNano())
+	return nil
+}
+
 // publish makes the route visible to the liveness checker.
 func (s *session) publish() {
 	if rt := s.route; rt != nil && (rt.Live != nil || !rt.Expires.IsZero()) {
@@ -811,6 +897,13 @@ func closeCodeOf(payload []byte) ws.StatusCode {
 		return ws.StatusNoStatusRcvd
 	}
 	return ws.StatusCode(uint16(payload[0])<<8 | uint16(payload[1]))
+}
+
+func ipOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return addrString(a)
 }
 
 func addrString(a net.Addr) string {

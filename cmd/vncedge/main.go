@@ -46,6 +46,8 @@ type options struct {
 	allowXVP, noPolicy, showVersion, extMouse            bool
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
 	livenessPeriod, controlGrace                         time.Duration
+	pingInterval, idleTimeout, maxDuration, drainWindow  time.Duration
+	maxSessions, maxPerIP, maxPerOrg                     int
 	shutdownTimeout                                      time.Duration
 	maxFrame, maxViewerBuffer, highWater, lowWater       int64
 	loops                                                int
@@ -80,6 +82,13 @@ func parseFlags(args []string) (*options, error) {
 	fs.Int64Var(&o.maxViewerBuffer, "max-viewer-buffer", 64<<20, "bytes queued for a slow viewer before its session is cut")
 	fs.Int64Var(&o.highWater, "viewer-high-water", 1<<20, "bytes queued for a viewer above which the upstream is not read (backpressure)")
 	fs.Int64Var(&o.lowWater, "viewer-low-water", 256<<10, "bytes queued for a viewer below which reading the upstream resumes")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 20*time.Second, "ping viewers this often; two missed pongs close the session (negative: off)")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close sessions whose viewer sent nothing for this long (0: off)")
+	fs.DurationVar(&o.maxDuration, "max-duration", 0, "close sessions older than this (0: off)")
+	fs.DurationVar(&o.drainWindow, "drain-window", 0, "on SIGTERM, keep live sessions this long (new ones get 503) before closing them with 1001")
+	fs.IntVar(&o.maxSessions, "max-sessions", 0, "maximum open viewer connections; more get 503 (0: no cap)")
+	fs.IntVar(&o.maxPerIP, "max-per-ip", 0, "maximum open viewer connections per client IP; more get 429 (0: no cap)")
+	fs.IntVar(&o.maxPerOrg, "max-per-org", 0, "maximum open sessions per organization; more get 429 (0: no cap)")
 	fs.IntVar(&o.loops, "loops", 0, "event loops (0: one per CPU)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -130,6 +139,8 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		MaxFramePayload: o.maxFrame, MaxViewerBuffer: int(o.maxViewerBuffer),
 		LivenessPeriod: o.livenessPeriod, ControlGrace: o.controlGrace,
 		ViewerHighWater: int(o.highWater), ViewerLowWater: int(o.lowWater),
+		PingInterval: o.pingInterval, IdleTimeout: o.idleTimeout, MaxDuration: o.maxDuration,
+		MaxSessions: o.maxSessions, MaxPerIP: o.maxPerIP, MaxPerOrg: o.maxPerOrg,
 	}
 	switch o.compat {
 	case "":
@@ -271,7 +282,14 @@ func run(args []string) error {
 				}
 				continue
 			}
-			log.Info("shutting down", "signal", sig.String())
+			log.Info("shutting down", "signal", sig.String(), "drain_window", o.drainWindow.String())
+			srv.Drain() // /readyz answers 503 and new sessions are refused from now on
+			if o.drainWindow > 0 {
+				select {
+				case <-time.After(o.drainWindow):
+				case <-sigs: // a second signal cuts the window short
+				}
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 			err := srv.Shutdown(ctx)
 			if admin != nil {

@@ -806,9 +806,16 @@ func (s *session) logEnd(err error) {
 		"bytes_up", s.bytesUp, "bytes_down", s.bytesDown,
 		"frames_up", s.framesUp, "frames_down", s.framesDown, "pauses", s.pauses,
 	}
+	if s.mode == modeMessages {
+		attrs = append(attrs, "channel", "messages")
+	} else {
+		attrs = append(attrs, "channel", "vnc")
+	}
 	if r := s.route; r != nil {
-		attrs = append(attrs, "kind", r.Kind, "id", r.ID, "organization", r.Organization,
-			"client_id", r.ClientID, "upstream", r.Upstream.Scheme+"://"+r.Upstream.Host)
+		attrs = append(attrs, "kind", r.Kind, "id", r.ID, "organization", r.Organization, "client_id", r.ClientID)
+		if r.Upstream != nil && s.mode == modeVNC { // scheme and host only: never credentials
+			attrs = append(attrs, "upstream", r.Upstream.Scheme+"://"+r.Upstream.Host)
+		}
 	}
 	if s.rfb != nil {
 		st := &s.rfb.Stats

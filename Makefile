@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 LISTEN    ?= 127.0.0.1:6080
 TARGET    ?= tcp://127.0.0.1:5955
 
-.PHONY: all build test test-short deps bench fuzz fuzz-smoke run lint clean
+.PHONY: all build test test-short deps bench bench-compare fuzz fuzz-smoke run lint clean
 
 all: build
 
@@ -25,6 +25,7 @@ deps:
 # and deps makes sure none is). VNCEDGE_REQUIRE_REAL=1 turns those skips into failures.
 test: deps
 	VNCEDGE_REQUIRE_REAL=1 $(GO) test -race -count=1 $(PKGS)
+	$(GO) test -run '^$$' -bench . -benchtime=1x ./rfbparse/ ./proxy/... ./bench/...
 	$(MAKE) fuzz-smoke
 
 # test-short: unit tests only, no installs.
@@ -33,6 +34,17 @@ test-short:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./rfbparse/ ./proxy/... ./bench/...
+
+# bench-compare runs the peer comparison (bench/cmd/vncbench): every workload
+# against direct, a TCP relay, vncedge (tcp:// and ws:// via websockify), a
+# gorilla/websocket proxy and websockify, each a separate process; RUNS runs,
+# medians into docs/BENCHMARKS.md. Needs websockify (make deps). About 10 min.
+RUNS ?= 3
+bench-compare: build deps
+	$(GO) build -o bin/vncbench ./bench/cmd/vncbench
+	$(GO) test -run '^$$' -bench 'Relay' -benchmem -count 3 ./bench/ > bin/micro-bench.txt; s=$$?; cat bin/micro-bench.txt; exit $$s
+	ulimit -n $$(ulimit -Hn) && bin/vncbench compare -runs $(RUNS) -vncedge $(BIN) -micro bin/micro-bench.txt \
+	  -out docs/BENCHMARKS.md -cmdline "make bench-compare RUNS=$(RUNS)"
 
 # fuzz-smoke runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).
 fuzz-smoke:

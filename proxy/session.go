@@ -94,6 +94,8 @@ type session struct {
 	paused, pauseReq bool
 	pausedFD         int
 	resumeTimer      *time.Timer
+	resumeDelay      time.Duration
+	resumeBackoff    bool // resumeDelay is growing: set while paused
 
 	closeCode   ws.StatusCode
 	closeReason string
@@ -373,6 +375,7 @@ func (s *session) upstreamTraffic(c gnet.Conn) gnet.Action {
 		if c.OutboundBuffered() == 0 { // nothing of ours would be lost with the conn
 			if fd, err := c.Dup(); err == nil {
 				s.paused, s.pausedFD, s.up = true, fd, nil
+				s.resumeBackoff = false
 				s.pauses++
 				s.armResume()
 				return gnet.Close
@@ -384,15 +387,24 @@ func (s *session) upstreamTraffic(c gnet.Conn) gnet.Action {
 
 // armResume schedules a check of the viewer's outbound from a timer; the check
 // itself runs on the loop.
+//
+// The delay starts short (a viewer on a fast link drains a watermark's worth
+// in well under a millisecond) and doubles while the viewer stays behind, so
+// a slow viewer costs few checks: gnet has no drain callback to wait on.
 func (s *session) armResume() {
-	const every = time.Millisecond
+	const first, most = 200 * time.Microsecond, 8 * time.Millisecond
+	if !s.resumeBackoff {
+		s.resumeDelay, s.resumeBackoff = first, true
+	} else {
+		s.resumeDelay = min(2*s.resumeDelay, most)
+	}
 	if s.resumeTimer == nil {
-		s.resumeTimer = time.AfterFunc(every, func() {
+		s.resumeTimer = time.AfterFunc(s.resumeDelay, func() {
 			_ = s.viewer.EventLoop().Execute(context.Background(), (*resumeCheck)(s))
 		})
 		return
 	}
-	s.resumeTimer.Reset(every)
+	s.resumeTimer.Reset(s.resumeDelay)
 }
 
 // resumeCheck enrolls the paused upstream again once the viewer has drained.

@@ -56,6 +56,9 @@ type Config struct {
 	NewClipboard func(cdpURL string, header http.Header) ClipboardClient
 	// ClipboardTimeout bounds one copy or paste; default 5s.
 	ClipboardTimeout time.Duration
+	// EndReason names the close reason for a Verifier's ErrSessionEnded
+	// error (e.g. "token-expired"); nil or "" means "session-ended".
+	EndReason func(error) string
 
 	// PingInterval is how often viewers are pinged; two unanswered pings
 	// close the session (a half-open viewer). Default 20s; negative: off.
@@ -286,9 +289,15 @@ func (s *Server) checkLiveness(now time.Time) {
 				s.cfg.Logger.Warn("liveness check failed", "err", err, "kind", g.rt.Kind, "id", g.rt.ID)
 				return
 			}
-			s.cfg.Logger.Info("session ended upstream", "kind", g.rt.Kind, "id", g.rt.ID, "viewers", len(g.sessions))
+			reason := "session-ended"
+			if s.cfg.EndReason != nil {
+				if r := s.cfg.EndReason(err); r != "" {
+					reason = r
+				}
+			}
+			s.cfg.Logger.Info("session ended upstream", "kind", g.rt.Kind, "id", g.rt.ID, "viewers", len(g.sessions), "reason", reason)
 			for _, sess := range g.sessions {
-				sess.endAsync(ws.StatusNormalClosure, "session-ended")
+				sess.endAsync(ws.StatusNormalClosure, reason)
 			}
 		}()
 	}

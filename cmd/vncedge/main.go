@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"vncedge/proxy"
+	"vncedge/proxy/resolve"
 	"vncedge/rfbparse"
 )
 
@@ -42,6 +43,9 @@ func (h headerFlag) Set(v string) error {
 type options struct {
 	listen, admin, target, sessions, control, upstreamCA string
 	compat, cdpURL                                       string
+	tokenSecretFile, tokenPublicKeys, controlPlane       string
+	upstreamAPIKey                                       string
+	vncPort                                              int
 	origins, forbidden, rightButton, logFormat, logLevel string
 	allowXVP, noPolicy, showVersion, extMouse            bool
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
@@ -64,6 +68,11 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for wss:// upstreams (default: system roots)")
+	fs.StringVar(&o.tokenSecretFile, "token-secret-file", "", "platform routes authenticated by HS256 JWTs signed with the secret in this file")
+	fs.StringVar(&o.tokenPublicKeys, "token-public-keys", "", "comma-separated PEM files of Ed25519/RSA public keys for EdDSA/RS256 JWTs")
+	fs.StringVar(&o.controlPlane, "control-plane", "", "platform routes resolved by this control-plane base URL: GET {base}/{kind}/{id} (also polled for liveness)")
+	fs.StringVar(&o.upstreamAPIKey, "upstream-api-key", "", "x-api-key vncedge sends to routed wss:// upstreams (token resolver)")
+	fs.IntVar(&o.vncPort, "vnc-port", 6080, "websockify port next to a browser, for upstreams derived from a browser address")
 	fs.StringVar(&o.compat, "compat", "", "refusal style: empty (HTTP statuses before the upgrade) or skyvern (upgrade, then close 1002/1013)")
 	fs.StringVar(&o.cdpURL, "cdp-url", "", "DevTools endpoint of the browser behind --target (http://host:port or ws://…), for clipboard copy/paste")
 	fs.DurationVar(&o.livenessPeriod, "liveness-period", 5*time.Second, "how often live sessions are re-verified with the control plane")
@@ -191,9 +200,53 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		}
 		return 0, fmt.Errorf("--control: want user or agent, got %q", o.control)
 	}
+	modes := 0
+	for _, set := range []bool{o.target != "", o.sessions != "", o.tokenSecretFile != "" || o.tokenPublicKeys != "", o.controlPlane != ""} {
+		if set {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return cfg, nil, errors.New("--target, --sessions, --token-* and --control-plane are exclusive")
+	}
 	switch {
-	case o.target != "" && o.sessions != "":
-		return cfg, nil, errors.New("--target and --sessions are exclusive")
+	case o.tokenSecretFile != "" || o.tokenPublicKeys != "":
+		ctl, err := control(rfbparse.Agent)
+		if err != nil {
+			return cfg, nil, err
+		}
+		tc := resolve.TokenConfig{VNCPort: o.vncPort, UpstreamAPIKey: o.upstreamAPIKey, DefaultControl: ctl, Leeway: 5 * time.Second}
+		if o.tokenSecretFile != "" {
+			secret, err := os.ReadFile(o.tokenSecretFile)
+			if err != nil {
+				return cfg, nil, fmt.Errorf("--token-secret-file: %w", err)
+			}
+			tc.HS256Secret = []byte(strings.TrimSpace(string(secret)))
+		}
+		if o.tokenPublicKeys != "" {
+			keys, err := resolve.LoadPublicKeys(strings.Split(o.tokenPublicKeys, ",")...)
+			if err != nil {
+				return cfg, nil, fmt.Errorf("--token-public-keys: %w", err)
+			}
+			tc.PublicKeys = keys
+		}
+		tr, err := resolve.NewTokenResolver(tc)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Resolver, cfg.EndReason = tr, resolve.Reason
+		return cfg, nil, nil
+	case o.controlPlane != "":
+		ctl, err := control(rfbparse.Agent)
+		if err != nil {
+			return cfg, nil, err
+		}
+		hr, err := resolve.NewHTTPResolver(resolve.HTTPConfig{Base: o.controlPlane, VNCPort: o.vncPort, DefaultControl: ctl})
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.Resolver, cfg.EndReason = hr, resolve.Reason
+		return cfg, nil, nil
 	case o.target != "":
 		u, err := proxy.ParseUpstream(o.target)
 		if err != nil {
@@ -217,7 +270,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		cfg.Resolver = sr
 		return cfg, sr, nil
 	}
-	return cfg, nil, errors.New("one of --target or --sessions is required")
+	return cfg, nil, errors.New("one of --target, --sessions, --token-secret-file/--token-public-keys or --control-plane is required")
 }
 
 func main() {

@@ -42,8 +42,10 @@ func TestBuildConfig(t *testing.T) {
 		wantErr string
 		check   func(t *testing.T, cfg proxy.Config)
 	}{
-		{name: "no route", args: nil, wantErr: "--target or --sessions"},
+		{name: "no route", args: nil, wantErr: "is required"},
 		{name: "both routes", args: []string{"--target", "tcp://h:1", "--sessions", "f.yaml"}, wantErr: "exclusive"},
+		{name: "target and control plane", args: []string{"--target", "tcp://h:1", "--control-plane", "http://cp"}, wantErr: "exclusive"},
+		{name: "short token secret", args: []string{"--token-secret-file", "/dev/null"}, wantErr: "secret"},
 		{name: "bad target scheme", args: []string{"--target", "http://h:1"}, wantErr: "scheme"},
 		{name: "tcp without port", args: []string{"--target", "tcp://h"}, wantErr: "host:port"},
 		{name: "bad shortcut", args: []string{"--target", "tcp://h:1", "--forbidden", "hyper+o"}, wantErr: "unknown modifier"},

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"vncedge/proxy"
+	"vncedge/proxy/cdp"
 	"vncedge/proxy/resolve"
 	"vncedge/rfbparse"
 )
@@ -143,6 +144,9 @@ func newLogger(o *options) (*slog.Logger, error) {
 // buildConfig turns options into a proxy.Config.
 func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResolver, error) {
 	cfg := proxy.Config{
+		NewClipboard: func(endpoint string, h http.Header) proxy.ClipboardClient {
+			return cdp.New(endpoint, cdp.Options{Header: h})
+		},
 		Addr: o.listen, Loops: o.loops, Logger: log,
 		DialTimeout: o.dialTimeout, HandshakeTimeout: o.handshakeTimeout, CloseTimeout: o.closeTimeout,
 		MaxFramePayload: o.maxFrame, MaxViewerBuffer: int(o.maxViewerBuffer),

@@ -102,6 +102,7 @@ func TestClipboardRealChromium(t *testing.T) {
 	})
 	t.Run("paste", func(t *testing.T) {
 		mc, keys, devtools := run(t, "/paste")
+		waitTitle(t, devtools, "ready") // the textarea has focus
 		keys.press(rfbparse.KeysymControlL, 'v')
 		mc.expect("ask-for-clipboard", "", "")
 		mc.send(map[string]string{"kind": "ask-for-clipboard-response", "text": "pasted through vncedge"})

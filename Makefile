@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 LISTEN    ?= 127.0.0.1:6080
 TARGET    ?= tcp://127.0.0.1:5955
 
-.PHONY: all build test test-short deps bench bench-compare fuzz fuzz-smoke run lint clean
+.PHONY: all build test test-short deps jaeger bench bench-compare fuzz fuzz-smoke run lint clean
 
 all: build
 
@@ -23,7 +23,13 @@ deps:
 
 # test: everything, the real-stack tests included (they skip only when a tool is missing,
 # and deps makes sure none is). VNCEDGE_REQUIRE_REAL=1 turns those skips into failures.
-test: deps
+# jaeger builds (or finds in the Go build cache) the Jaeger v2 binary the tracing
+# tests run, from its own tools module. Cold: minutes and ~1.3 GB of modules; warm: seconds.
+JAEGER_TOOL ?= tracing/jaegertool
+jaeger:
+	$(GO) -C $(JAEGER_TOOL) tool -n jaeger
+
+test: deps jaeger
 	VNCEDGE_REQUIRE_REAL=1 $(GO) test -race -count=1 $(PKGS)
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./rfbparse/ ./proxy/... ./bench/...
 	$(MAKE) fuzz-smoke

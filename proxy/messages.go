@@ -10,6 +10,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"go.opentelemetry.io/otel/attribute"
 
 	"vncedge/proxy/upgrade"
 	"vncedge/proxy/wsframe"
@@ -247,6 +248,7 @@ type controlChange struct {
 
 func (c *controlChange) Run(context.Context) error {
 	s := c.s
+	s.events.Add("vnc.control", attribute.String("to", c.to.String()))
 	if s.state == stRelay && s.rfb != nil {
 		if rel := s.rfb.SetInteractor(c.to); len(rel) > 0 {
 			_, _ = (*upstreamWriter)(s).Write(rel)
@@ -262,6 +264,9 @@ func (c *controlChange) Run(context.Context) error {
 // onEvents acts on what the policy noticed in the viewer's input, on the
 // VNC channel's loop. Clipboard work goes to goroutines.
 func (s *session) onEvents(ev rfbparse.Event) {
+	if ev&rfbparse.EventBlocked != 0 {
+		s.events.Add("vnc.policy.drop", attribute.String("reason", "shortcut"))
+	}
 	p := s.pair
 	if p == nil {
 		return
@@ -270,6 +275,7 @@ func (s *session) onEvents(ev rfbparse.Event) {
 		p.lastCutText.Store(time.Now().UnixNano())
 	}
 	if ev&rfbparse.EventCopy != 0 {
+		s.events.Add("vnc.clipboard", attribute.String("op", "copy"))
 		go s.srv.copyText(p)
 	}
 	if ev&rfbparse.EventPaste != 0 && time.Since(time.Unix(0, p.lastCutText.Load())) > pasteAfterCutText {

@@ -17,6 +17,7 @@ import (
 
 	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
+	"vncedge/tracing"
 )
 
 // Config configures a Server. Zero durations and sizes take the defaults below.
@@ -74,6 +75,10 @@ type Config struct {
 	MaxPerIP int
 	// MaxPerOrg caps open sessions per organization (429); 0: no cap.
 	MaxPerOrg int
+
+	// Tracing receives one span per session (with resolve and dial children)
+	// and the metrics; nil: neither. Nothing is called per frame.
+	Tracing *tracing.Provider
 
 	// Logger receives one line per session end and errors; default slog.Default().
 	Logger *slog.Logger

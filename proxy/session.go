@@ -17,10 +17,12 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"vncedge/proxy/upgrade"
 	"vncedge/proxy/wsframe"
 	"vncedge/rfbparse"
+	"vncedge/tracing"
 )
 
 // Session states. All but the deadline are touched only on the session's loop.
@@ -100,6 +102,12 @@ type session struct {
 	closeCode   ws.StatusCode
 	closeReason string
 	logged      bool
+
+	// Tracing: the session span, its context, and events kept until the end.
+	span   trace.Span
+	spanCx context.Context
+	events tracing.EventLog
+	status int // HTTP status of a refused upgrade
 }
 
 // Channel kinds.
@@ -177,6 +185,13 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 		return s.reject(err)
 	}
 	s.ip = ipOf(s.viewer.RemoteAddr())
+	s.req = req
+	if tr := s.srv.cfg.Tracing; tr != nil {
+		_, kind, id, _ := ParseStreamPath(req.Path)
+		s.spanCx, s.span = tr.StartSession(req.Get("traceparent"), tracing.SessionInfo{Kind: kind, ID: id,
+			ClientID: req.Query.Get("client_id"), Viewer: addrString(s.viewer.RemoteAddr()), Start: s.start})
+		tr.SessionOpened()
+	}
 	if he := s.srv.admit(s.ip); he != nil {
 		return s.reject(he)
 	}
@@ -200,12 +215,17 @@ func (s *session) reject(err error) gnet.Action {
 		he = &upgrade.Error{Status: http.StatusBadRequest, Message: "bad request"}
 	}
 	s.srv.upgradeFailures.Add(1)
+	s.status = he.Status
 	s.closeReason = "http-" + http.StatusText(he.Status)
-	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message,
-		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req))
+	if tr := s.srv.cfg.Tracing; tr != nil {
+		tr.UpgradeFailed(he.Status)
+	}
+	s.srv.cfg.Logger.Info("upgrade refused", append([]any{"status", he.Status, "reason", he.Message,
+		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req)}, s.traceAttrs()...)...)
 	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
 	s.state = stClosed
 	s.logged = true // the line above is this session's only log line
+	s.endSpan()
 	return gnet.Close
 }
 
@@ -213,9 +233,9 @@ func (s *session) reject(err error) gnet.Action {
 // viewer's loop (its OnOpen continues there). Never waits on the enroll result.
 func (s *session) dial() {
 	cfg := &s.srv.cfg
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	ctx, cancel := context.WithTimeout(s.traceCtx(), cfg.DialTimeout)
 	defer cancel()
-	route, err := cfg.Resolver.Resolve(ctx, s.req)
+	route, err := s.resolve(ctx)
 	if err != nil {
 		s.failDial(resolveStatus(cfg, err, s.req))
 		return
@@ -227,7 +247,16 @@ func (s *session) dial() {
 		}
 		s.orgCounted.Store(true)
 	}
-	conn, early, err := dialUpstream(ctx, route, cfg.UpstreamTLS)
+	dialCtx, dialSpan := ctx, trace.Span(nil)
+	if tr := cfg.Tracing; tr != nil {
+		dialCtx, dialSpan = tr.StartChild(ctx, tracing.SpanDial)
+	}
+	began := time.Now()
+	conn, early, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS)
+	if tr := cfg.Tracing; tr != nil {
+		tr.DialLatency(time.Since(began), err == nil)
+		tracing.EndChild(dialSpan, err)
+	}
 	if err != nil {
 		cfg.Logger.Warn("upstream dial failed", "err", err, "kind", route.Kind, "id", route.ID)
 		s.failDial(dialStatus(err))
@@ -242,6 +271,73 @@ func (s *session) dial() {
 		conn.Close()
 		s.failDial(&upgrade.Error{Status: http.StatusServiceUnavailable, Message: "shutting down"})
 	}
+}
+
+// resolve runs the Resolver in a child span, off the loop.
+func (s *session) resolve(ctx context.Context) (*Route, error) {
+	tr := s.srv.cfg.Tracing
+	if tr == nil {
+		return s.srv.cfg.Resolver.Resolve(ctx, s.req)
+	}
+	rctx, span := tr.StartChild(ctx, tracing.SpanResolve)
+	route, err := s.srv.cfg.Resolver.Resolve(rctx, s.req)
+	tracing.EndChild(span, err)
+	if err == nil {
+		info := tracing.SessionInfo{Kind: route.Kind, ID: route.ID, Organization: route.Organization, ClientID: route.ClientID}
+		if u := route.Upstream; u != nil {
+			info.UpstreamScheme, info.UpstreamHost = u.Scheme, u.Host
+		}
+		tr.AnnotateSession(s.span, info)
+	}
+	return route, err
+}
+
+// traceCtx is the session span's context (for children), or Background.
+func (s *session) traceCtx() context.Context {
+	if s.spanCx != nil {
+		return s.spanCx
+	}
+	return context.Background()
+}
+
+// traceAttrs are the trace and span ids for the session's log lines.
+func (s *session) traceAttrs() []any {
+	if s.span == nil {
+		return nil
+	}
+	var out []any
+	for _, a := range tracing.LogAttrs(s.span) {
+		out = append(out, a)
+	}
+	return out
+}
+
+// endSpan ends the session span with what the session counted: once, at the end.
+func (s *session) endSpan() {
+	tr := s.srv.cfg.Tracing
+	if tr == nil || s.span == nil {
+		return
+	}
+	sum := tracing.SessionSummary{
+		BytesUp: s.bytesUp, BytesDown: s.bytesDown, FramesUp: s.framesUp, FramesDown: s.framesDown,
+		CloseCode: int(s.closeCode), CloseReason: s.closeReason, HTTPStatus: s.status,
+		Duration: time.Since(s.start), Events: s.events.Events(), EventsOmitted: s.events.Omitted(),
+	}
+	if s.rfb != nil {
+		st := &s.rfb.Stats
+		sum.MessagesUp, sum.Interactor = st.Messages, s.rfb.Interactor().String()
+		for r := range rfbparse.NumDropReasons {
+			if st.Dropped[r] > 0 {
+				if sum.Dropped == nil {
+					sum.Dropped = map[string]uint64{}
+				}
+				sum.Dropped[r.String()] = st.Dropped[r]
+			}
+		}
+	}
+	tr.EndSession(s.span, sum)
+	tr.SessionClosed()
+	s.span = nil
 }
 
 // resolveStatus turns a resolver error into the viewer's HTTP answer.
@@ -772,6 +868,7 @@ func (s *session) viewerClosed(err error) {
 	}
 	s.srv.active.Add(-1)
 	s.logEnd(err)
+	s.endSpan()
 }
 
 // goingAway closes a session for server shutdown, on its loop.
@@ -843,6 +940,7 @@ func (s *session) logEnd(err error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		attrs = append(attrs, "err", err.Error())
 	}
+	attrs = append(attrs, s.traceAttrs()...)
 	s.srv.cfg.Logger.Info("session end", attrs...)
 }
 

@@ -24,6 +24,7 @@ import (
 	"vncedge/proxy/cdp"
 	"vncedge/proxy/resolve"
 	"vncedge/rfbparse"
+	"vncedge/tracing"
 )
 
 var version = "dev"
@@ -57,11 +58,20 @@ type options struct {
 	maxFrame, maxViewerBuffer, highWater, lowWater       int64
 	loops                                                int
 	header                                               headerFlag
+	trace                                                tracing.Config
 }
 
 func parseFlags(args []string) (*options, error) {
-	o := &options{header: headerFlag{}}
+	o := &options{header: headerFlag{}, trace: tracing.DefaultConfig()}
+	o.trace.FromEnv() // the standard OTEL_* variables; the flags below win
+	o.trace.ServiceVersion = version
 	fs := flag.NewFlagSet("vncedge", flag.ContinueOnError)
+	fs.BoolVar(&o.trace.Enabled, "tracing", o.trace.Enabled, "export a span per session over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
+	fs.StringVar(&o.trace.Endpoint, "otlp-endpoint", o.trace.Endpoint, "OTLP endpoint, host:port or URL (default: the OTEL_EXPORTER_OTLP_* variables, else localhost)")
+	fs.StringVar(&o.trace.Protocol, "otlp-protocol", o.trace.Protocol, "OTLP protocol: grpc or http/protobuf")
+	fs.BoolVar(&o.trace.Insecure, "otlp-insecure", o.trace.Insecure, "OTLP without TLS")
+	fs.Float64Var(&o.trace.SampleRatio, "trace-sample-ratio", o.trace.SampleRatio, "fraction of new traces sampled (a viewer's traceparent decides for its own)")
+	fs.StringVar(&o.trace.ServiceName, "service-name", o.trace.ServiceName, "service.name of spans and metrics")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6080", "viewer listen address (host:port)")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz and /readyz (empty: off)")
 	fs.StringVar(&o.target, "target", "", "send every path to this upstream: tcp://host:port, ws://host:port/path or wss://…")
@@ -304,6 +314,19 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	o.trace.Logger = log
+	tp, err := tracing.Setup(context.Background(), o.trace)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.Shutdown(ctx); err != nil { // flushes the last sessions' spans
+			log.Warn("tracing shutdown", "err", err)
+		}
+	}()
+	cfg.Tracing = tp
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		return err
@@ -311,7 +334,7 @@ func run(args []string) error {
 
 	var admin *http.Server
 	if o.admin != "" {
-		admin = &http.Server{Addr: o.admin, Handler: adminHandler(srv), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Addr: o.admin, Handler: adminHandler(srv, tp.MetricsHandler), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin server", "err", err)
@@ -361,8 +384,11 @@ func run(args []string) error {
 	}
 }
 
-func adminHandler(srv *proxy.Server) http.Handler {
+func adminHandler(srv *proxy.Server, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if metrics != nil {
+		mux.Handle("/metrics", metrics)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

@@ -15,6 +15,7 @@ import (
 	"vncedge/proxy/upgrade"
 	"vncedge/proxy/wsframe"
 	"vncedge/rfbparse"
+	"vncedge/tracing"
 )
 
 // The message channel: a second WebSocket per viewer carrying JSON text
@@ -203,7 +204,7 @@ func (s *session) handleMessage(in *inMessage) {
 		}
 		s.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, true)
 	case "clipboard-copy":
-		go s.srv.copyText(p)
+		go s.srv.copyText(s.traceCtx(), p)
 	case "clipboard-paste", "ask-for-clipboard-response":
 		if in.Text == nil {
 			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text is required"}, true)
@@ -213,7 +214,7 @@ func (s *session) handleMessage(in *inMessage) {
 			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text over 1 MiB"}, true)
 			return
 		}
-		go s.srv.pasteText(p, in.Kind, *in.Text)
+		go s.srv.pasteText(s.traceCtx(), p, in.Kind, *in.Text)
 	default:
 		s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "unknown message kind"}, true)
 	}
@@ -276,7 +277,7 @@ func (s *session) onEvents(ev rfbparse.Event) {
 	}
 	if ev&rfbparse.EventCopy != 0 {
 		s.events.Add("vnc.clipboard", attribute.String("op", "copy"))
-		go s.srv.copyText(p)
+		go s.srv.copyText(s.traceCtx(), p)
 	}
 	if ev&rfbparse.EventPaste != 0 && time.Since(time.Unix(0, p.lastCutText.Load())) > pasteAfterCutText {
 		if _, msg := s.srv.reg.peers(p); msg != nil {
@@ -285,19 +286,22 @@ func (s *session) onEvents(ev rfbparse.Event) {
 	}
 }
 
-// copyText reads the remote selection and sends it to the page (off loop).
-func (srv *Server) copyText(p *pair) {
+// copyText reads the remote selection and sends it to the page (off loop);
+// tctx carries the session span the call's span hangs under.
+func (srv *Server) copyText(tctx context.Context, p *pair) {
 	_, msg := srv.reg.peers(p)
 	if msg == nil {
 		return // nobody to tell
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ClipboardTimeout)
+	ctx, cancel := context.WithTimeout(tctx, srv.cfg.ClipboardTimeout)
 	defer cancel()
+	done := srv.clipboardCall(ctx, "copy")
 	c, err := p.clip.get(srv.cfg.NewClipboard)
 	var text string
 	if err == nil {
 		text, err = c.SelectedText(ctx)
 	}
+	done(err)
 	if err != nil {
 		srv.cfg.Logger.Warn("clipboard copy failed", "err", err, "kind", p.key.kind, "id", p.key.id)
 		msg.sendMessage(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: "could not read the selection"}, false)
@@ -307,13 +311,15 @@ func (srv *Server) copyText(p *pair) {
 }
 
 // pasteText types text into the remote page (off loop).
-func (srv *Server) pasteText(p *pair, kind, text string) {
-	ctx, cancel := context.WithTimeout(context.Background(), srv.cfg.ClipboardTimeout)
+func (srv *Server) pasteText(tctx context.Context, p *pair, kind, text string) {
+	ctx, cancel := context.WithTimeout(tctx, srv.cfg.ClipboardTimeout)
 	defer cancel()
+	done := srv.clipboardCall(ctx, "paste")
 	c, err := p.clip.get(srv.cfg.NewClipboard)
 	if err == nil {
 		err = c.InsertText(ctx, text)
 	}
+	done(err)
 	if err != nil {
 		srv.cfg.Logger.Warn("clipboard paste failed", "err", err, "kind", p.key.kind, "id", p.key.id)
 		if _, msg := srv.reg.peers(p); msg != nil {
@@ -322,10 +328,26 @@ func (srv *Server) pasteText(p *pair, kind, text string) {
 	}
 }
 
+// clipboardCall starts the span and timer of one CDP call; the returned
+// func ends them. No clipboard text goes into spans.
+func (srv *Server) clipboardCall(ctx context.Context, op string) func(error) {
+	tr := srv.cfg.Tracing
+	if tr == nil {
+		return func(error) {}
+	}
+	_, span := tr.StartChild(ctx, "vnc.cdp."+op)
+	began := time.Now()
+	return func(err error) {
+		tr.CDPLatency(op, time.Since(began), err == nil)
+		tracing.EndChild(span, err)
+	}
+}
+
 // endAsync ends a session from any goroutine.
 func (s *session) endAsync(code ws.StatusCode, reason string) {
 	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		if s.state == stRelay {
+			s.events.Add("vnc.end", attribute.String("reason", reason))
 			s.end(code, reason)
 		}
 		return nil

@@ -286,7 +286,11 @@ func (s *Server) checkLiveness(now time.Time) {
 			defer func() { <-sem; wg.Done() }()
 			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LivenessPeriod)
 			defer cancel()
+			began := time.Now()
 			err := g.rt.Live.Verify(ctx, g.rt)
+			if tr := s.cfg.Tracing; tr != nil {
+				tr.ControlPlaneLatency("verify", time.Since(began), err == nil || errors.Is(err, ErrSessionEnded))
+			}
 			if err == nil {
 				return
 			}

@@ -252,13 +252,13 @@ func (s *session) dial() {
 		dialCtx, dialSpan = tr.StartChild(ctx, tracing.SpanDial)
 	}
 	began := time.Now()
-	conn, early, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS)
+	conn, early, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing)
 	if tr := cfg.Tracing; tr != nil {
 		tr.DialLatency(time.Since(began), err == nil)
 		tracing.EndChild(dialSpan, err)
 	}
 	if err != nil {
-		cfg.Logger.Warn("upstream dial failed", "err", err, "kind", route.Kind, "id", route.ID)
+		s.logger().Warn("upstream dial failed", "err", tracing.Redact(err.Error()))
 		s.failDial(dialStatus(err))
 		return
 	}
@@ -280,7 +280,10 @@ func (s *session) resolve(ctx context.Context) (*Route, error) {
 		return s.srv.cfg.Resolver.Resolve(ctx, s.req)
 	}
 	rctx, span := tr.StartChild(ctx, tracing.SpanResolve)
+	began := time.Now()
 	route, err := s.srv.cfg.Resolver.Resolve(rctx, s.req)
+	var he *upgrade.Error
+	tr.ControlPlaneLatency("resolve", time.Since(began), err == nil || errors.As(err, &he) && he.Status < 500)
 	tracing.EndChild(span, err)
 	if err == nil {
 		info := tracing.SessionInfo{Kind: route.Kind, ID: route.ID, Organization: route.Organization, ClientID: route.ClientID}
@@ -298,6 +301,20 @@ func (s *session) traceCtx() context.Context {
 		return s.spanCx
 	}
 	return context.Background()
+}
+
+// logger is the session's logger: every line carries its identity (once
+// resolved) and trace ids. Built per call: sessions log a handful of lines.
+func (s *session) logger() *slog.Logger {
+	l := s.srv.cfg.Logger
+	if s.span != nil {
+		info := tracing.SessionInfo{Viewer: addrString(s.viewer.RemoteAddr())}
+		if rt := s.published.Load(); rt != nil {
+			info.Kind, info.ID, info.Organization, info.ClientID = rt.Kind, rt.ID, rt.Organization, rt.ClientID
+		}
+		return tracing.SessionLogger(l, s.span, info)
+	}
+	return l.With("viewer", addrString(s.viewer.RemoteAddr()))
 }
 
 // traceAttrs are the trace and span ids for the session's log lines.
@@ -348,7 +365,7 @@ func resolveStatus(cfg *Config, err error, r *upgrade.Request) *upgrade.Error {
 		he2.Header = append(he2.Header[:len(he2.Header):len(he2.Header)], [2]string{compatMarker, "1"})
 		return &he2
 	}
-	cfg.Logger.Warn("resolve failed", "err", err, "path", r.Path)
+	cfg.Logger.Warn("resolve failed", "err", tracing.Redact(err.Error()), "path", r.Path)
 	return &upgrade.Error{Status: http.StatusBadGateway, Message: "cannot resolve session",
 		Header: [][2]string{{compatMarker, "1"}}}
 }
@@ -998,9 +1015,9 @@ func (r *relayCheck) Run(context.Context) error {
 	return nil
 }
 
-// publish makes the route visible to the liveness checker.
+// publish makes the route visible off the loop (liveness checker, logger).
 func (s *session) publish() {
-	if rt := s.route; rt != nil && (rt.Live != nil || !rt.Expires.IsZero()) {
+	if rt := s.route; rt != nil {
 		s.published.Store(rt)
 	}
 }

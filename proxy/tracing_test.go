@@ -2,8 +2,11 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"vncedge/proxy"
 	"vncedge/proxy/proxytest/rfbclient"
@@ -130,5 +136,70 @@ func TestTracingIntoJaeger(t *testing.T) {
 	}
 	if !strings.Contains(metrics, "vncedge_sessions_total") || !strings.Contains(metrics, "vncedge_policy_dropped_total") {
 		t.Errorf("/metrics lacks session counters:\n%s", metrics)
+	}
+}
+
+// TestTracingDialSpans: a wss upstream's dial has TLS and WebSocket-upgrade
+// child spans; a CDP clipboard call has its own span; nothing secret in any.
+func TestTracingDialSpans(t *testing.T) {
+	const secret = "tok-SECRET-31337"
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_ = wsutil.WriteServerBinary(conn, []byte("RFB 003.008\n"))
+		_, _ = io.Copy(io.Discard, conn)
+	}))
+	defer up.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(up.Certificate())
+
+	exp := tracetest.NewInMemoryExporter()
+	tp, err := tracing.Setup(context.Background(), tracing.Config{Enabled: true, SampleRatio: 1, ServiceName: "vncedge"},
+		tracing.WithExporter(exp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := targetConfig(t, "wss://"+strings.TrimPrefix(up.URL, "https://")+"/vnc/pbs_1?token="+secret, rfbparse.User)
+	cfg.UpstreamTLS = &tls.Config{RootCAs: pool}
+	cfg.Tracing = tp
+	srv, addr := startProxy(t, cfg)
+	ws, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+"/", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	banner := make([]byte, 12)
+	if _, err := io.ReadFull(ws, banner); err != nil {
+		t.Fatal(err)
+	}
+	ws.CloseWith(1000, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := tp.ForceFlush(ctx); err != nil { // not Shutdown: it empties the in-memory exporter
+		t.Fatal(err)
+	}
+	spans := exp.GetSpans()
+	byName := map[string]tracetest.SpanStub{}
+	for _, s := range spans {
+		byName[s.Name] = s
+	}
+	dial, ok := byName[tracing.SpanDial]
+	if !ok {
+		t.Fatalf("no dial span in %d spans", len(spans))
+	}
+	for _, child := range []string{tracing.SpanDialTLS, tracing.SpanDialWS} {
+		c, ok := byName[child]
+		if !ok || c.Parent.SpanID() != dial.SpanContext.SpanID() {
+			t.Errorf("span %s missing or not under %s", child, tracing.SpanDial)
+		}
+	}
+	raw, _ := json.Marshal(spans)
+	if strings.Contains(string(raw), secret) {
+		t.Error("the upstream token appears in a span")
 	}
 }

@@ -14,14 +14,20 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"vncedge/proxy/upgrade"
+	"vncedge/tracing"
 )
 
 // dialUpstream connects to rt.Upstream before the viewer gets its 101. It
 // returns a conn gnet can enroll (a socket) and the bytes the ws handshake
 // already read past the 101 (the RFB banner may ride with it), which must be
 // handled before anything read from the conn.
-func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config) (net.Conn, []byte, error) {
+//
+// With tr set, the TLS handshake and the WebSocket upgrade get child spans of
+// the dial span in ctx.
+func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider) (net.Conn, []byte, error) {
 	u := rt.Upstream
 	switch u.Scheme {
 	case "tcp":
@@ -37,9 +43,33 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config) (net.Conn
 			Header:    ws.HandshakeHeaderHTTP(rt.Header),
 			TLSConfig: tlsConf,
 		}
+		var wsSpan trace.Span
+		if tr != nil {
+			d.TLSClient = func(conn net.Conn, host string) net.Conn {
+				cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+				if tlsConf != nil {
+					cfg = tlsConf.Clone()
+				}
+				if cfg.ServerName == "" {
+					cfg.ServerName = host
+				}
+				tc := tls.Client(conn, cfg)
+				_, span := tr.StartChild(ctx, tracing.SpanDialTLS)
+				err := tc.HandshakeContext(ctx) // a failure resurfaces on the upgrade's first write
+				tracing.EndChild(span, err)
+				return tc
+			}
+			d.WrapConn = func(conn net.Conn) net.Conn {
+				_, wsSpan = tr.StartChild(ctx, tracing.SpanDialWS)
+				return conn
+			}
+		}
 		target := *u
 		target.User = nil
 		c, br, _, err := d.Dial(ctx, target.String())
+		if wsSpan != nil {
+			tracing.EndChild(wsSpan, err)
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 		}

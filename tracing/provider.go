@@ -285,6 +285,8 @@ type instruments struct {
 	drops      metric.Int64Counter
 	upgradeErr metric.Int64Counter
 	dial       metric.Float64Histogram
+	control    metric.Float64Histogram
+	cdp        metric.Float64Histogram
 
 	// Precomputed option slices: passing them with ... does not allocate.
 	up, down      []metric.AddOption
@@ -302,6 +304,8 @@ const (
 	MetricDropped         = "vncedge.policy.dropped"         // vncedge_policy_dropped_total{reason}
 	MetricUpgradeFailures = "vncedge.upgrade.failures"       // vncedge_upgrade_failures_total{status}
 	MetricDialDuration    = "vncedge.upstream.dial.duration" // vncedge_upstream_dial_duration_seconds{result}
+	MetricControlPlane    = "vncedge.controlplane.duration"  // vncedge_controlplane_duration_seconds{op,result}
+	MetricCDP             = "vncedge.cdp.duration"           // vncedge_cdp_duration_seconds{op,result}
 )
 
 func (m *instruments) init(meter metric.Meter) error {
@@ -322,6 +326,14 @@ func (m *instruments) init(meter metric.Meter) error {
 	err = errors.Join(err, e)
 	m.dial, e = meter.Float64Histogram(MetricDialDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time to connect the upstream (TCP, TLS, ws handshake), by result."),
+		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+	err = errors.Join(err, e)
+	m.control, e = meter.Float64Histogram(MetricControlPlane, metric.WithUnit("s"),
+		metric.WithDescription("Resolver and liveness calls (the control plane, for the HTTP resolver), by op and result."),
+		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+	err = errors.Join(err, e)
+	m.cdp, e = meter.Float64Histogram(MetricCDP, metric.WithUnit("s"),
+		metric.WithDescription("DevTools clipboard calls, by op (copy, paste) and result."),
 		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 	err = errors.Join(err, e)
 	m.up = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("direction", "up")))}
@@ -350,6 +362,24 @@ func (p *Provider) DialLatency(d time.Duration, ok bool) {
 		o = p.m.dialOK
 	}
 	p.m.dial.Record(context.Background(), d.Seconds(), o...)
+}
+
+// ControlPlaneLatency records one resolve or liveness call ("resolve",
+// "verify"); ok false counts it as an error.
+func (p *Provider) ControlPlaneLatency(op string, d time.Duration, ok bool) {
+	p.m.control.Record(context.Background(), d.Seconds(), metric.WithAttributes(attribute.String("op", op), result(ok)))
+}
+
+// CDPLatency records one DevTools clipboard call ("copy", "paste").
+func (p *Provider) CDPLatency(op string, d time.Duration, ok bool) {
+	p.m.cdp.Record(context.Background(), d.Seconds(), metric.WithAttributes(attribute.String("op", op), result(ok)))
+}
+
+func result(ok bool) attribute.KeyValue {
+	if ok {
+		return attribute.String("result", "ok")
+	}
+	return attribute.String("result", "error")
 }
 
 // maxCloseReasons bounds the close_reason label's cardinality; further

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/sync/singleflight"
 
@@ -331,6 +332,7 @@ func (h *HTTPResolver) fetch(ctx context.Context, kind, id, wire string) (*Sessi
 		return nil, fmt.Errorf("control plane request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header)) // the resolve span, when tracing
 	if wire != "" {
 		name, value := forwardHeader(wire)
 		req.Header.Set(name, value)

@@ -43,6 +43,7 @@ type Config struct {
 	ViewerHighWater  int           // viewer outbound bytes above which the upstream is not read; default 1 MiB
 	ViewerLowWater   int           // ... and below which reading resumes; default 256 KiB
 	MaxEarlyBytes    int           // viewer bytes buffered while the upstream is dialed; default 64 KiB
+	MaxPausedInput   int           // viewer bytes held while the upstream is paused (backpressure); default 17 MiB (a full clipboard)
 
 	// Compat answers resolver refusals as the reference platform does: the
 	// upgrade succeeds, then close 1002 (credentials) or 1013 (not ready).
@@ -110,6 +111,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ViewerLowWater <= 0 || c.ViewerLowWater >= c.ViewerHighWater {
 		c.ViewerLowWater = c.ViewerHighWater / 4
+	}
+	if c.MaxPausedInput <= 0 {
+		c.MaxPausedInput = rfbparse.DefaultMaxCutText + 1<<20
 	}
 	if c.MaxEarlyBytes <= 0 {
 		c.MaxEarlyBytes = 64 << 10

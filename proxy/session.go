@@ -149,8 +149,9 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 		return gnet.None
 	case stRelay, stClosing:
 		if s.paused && s.state == stRelay {
-			// Hold viewer input while the upstream is off the loop, within bounds.
-			if c.InboundBuffered() > s.srv.cfg.MaxEarlyBytes {
+			// Hold viewer input (unread, in gnet's buffer) while the upstream is
+			// off the loop, within MaxPausedInput: a paste may arrive meanwhile.
+			if c.InboundBuffered() > s.srv.cfg.MaxPausedInput {
 				s.end(ws.StatusPolicyViolation, "viewer-input-limit")
 			}
 			return gnet.None

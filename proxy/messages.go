@@ -10,6 +10,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"github.com/valyala/bytebufferpool"
 	"go.opentelemetry.io/otel/attribute"
 
 	"vncedge/proxy/upgrade"
@@ -79,8 +80,8 @@ func (c *clipboard) close() { c.reset("", nil) }
 
 // msgState is the message channel's part of a session.
 type msgState struct {
-	buf     []byte // the message being assembled
-	discard bool   // the message being received is over the limit
+	buf     *bytebufferpool.ByteBuffer // the message being assembled; pooled between messages
+	discard bool                       // the message being received is over the limit
 }
 
 // inMessage is a message from the page.
@@ -157,11 +158,15 @@ func (s *session) openMessages(rt *Route) {
 // onMessageData assembles message-channel frames into messages.
 func (s *session) onMessageData(p []byte, fin bool) {
 	m := s.msg
+	if m.buf == nil {
+		m.buf = bytebufferpool.Get()
+	}
 	if !m.discard {
-		if len(m.buf)+len(p) > maxMessage {
-			m.discard, m.buf = true, m.buf[:0]
+		if m.buf.Len()+len(p) > maxMessage {
+			m.discard = true
+			m.buf.Reset()
 		} else {
-			m.buf = append(m.buf, p...)
+			_, _ = m.buf.Write(p)
 		}
 	}
 	if !fin {
@@ -169,16 +174,15 @@ func (s *session) onMessageData(p []byte, fin bool) {
 	}
 	if m.discard {
 		m.discard = false
+		bytebufferpool.Put(m.buf)
+		m.buf = nil
 		s.sendMessage(outMessage{Kind: "error", Message: "message too large"}, true)
 		return
 	}
 	var in inMessage
-	err := json.Unmarshal(m.buf, &in)
-	if cap(m.buf) > 64<<10 {
-		m.buf = nil // do not keep a paste-sized buffer for the session's life
-	} else {
-		m.buf = m.buf[:0]
-	}
+	err := json.Unmarshal(m.buf.B, &in)
+	bytebufferpool.Put(m.buf) // idle channels hold no buffer; the pool calibrates sizes
+	m.buf = nil
 	if err != nil {
 		s.sendMessage(outMessage{Kind: "error", Message: "bad JSON message"}, true)
 		return

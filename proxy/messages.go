@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"log/slog"
+
 	"github.com/panjf2000/gnet/v2"
 	"github.com/valyala/bytebufferpool"
 	"go.opentelemetry.io/otel/attribute"
@@ -198,7 +200,7 @@ func (s *session) handleMessage(in *inMessage) {
 		if in.Kind == "cede-control" {
 			to = rfbparse.Agent
 		}
-		s.srv.cfg.Logger.Info("control changed", "to", to.String(), "kind", p.key.kind, "id", p.key.id, "client_id", p.key.clientID)
+		s.logger().Info("control changed", "to", to.String())
 		if vnc := reg.setControl(p, to); vnc != nil {
 			// The confirmation goes out once the VNC channel applied it.
 			err := vnc.viewer.EventLoop().Execute(context.Background(), &controlChange{s: vnc, to: to, confirm: s})
@@ -208,7 +210,7 @@ func (s *session) handleMessage(in *inMessage) {
 		}
 		s.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, true)
 	case "clipboard-copy":
-		go s.srv.copyText(s.traceCtx(), p)
+		go s.srv.copyText(s.traceCtx(), s.logger(), p)
 	case "clipboard-paste", "ask-for-clipboard-response":
 		if in.Text == nil {
 			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text is required"}, true)
@@ -218,7 +220,7 @@ func (s *session) handleMessage(in *inMessage) {
 			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text over 1 MiB"}, true)
 			return
 		}
-		go s.srv.pasteText(s.traceCtx(), p, in.Kind, *in.Text)
+		go s.srv.pasteText(s.traceCtx(), s.logger(), p, in.Kind, *in.Text)
 	default:
 		s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "unknown message kind"}, true)
 	}
@@ -281,7 +283,7 @@ func (s *session) onEvents(ev rfbparse.Event) {
 	}
 	if ev&rfbparse.EventCopy != 0 {
 		s.events.Add("vnc.clipboard", attribute.String("op", "copy"))
-		go s.srv.copyText(s.traceCtx(), p)
+		go s.srv.copyText(s.traceCtx(), s.logger(), p)
 	}
 	if ev&rfbparse.EventPaste != 0 && time.Since(time.Unix(0, p.lastCutText.Load())) > pasteAfterCutText {
 		if _, msg := s.srv.reg.peers(p); msg != nil {
@@ -292,7 +294,7 @@ func (s *session) onEvents(ev rfbparse.Event) {
 
 // copyText reads the remote selection and sends it to the page (off loop);
 // tctx carries the session span the call's span hangs under.
-func (srv *Server) copyText(tctx context.Context, p *pair) {
+func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
 	_, msg := srv.reg.peers(p)
 	if msg == nil {
 		return // nobody to tell
@@ -307,7 +309,7 @@ func (srv *Server) copyText(tctx context.Context, p *pair) {
 	}
 	done(err)
 	if err != nil {
-		srv.cfg.Logger.Warn("clipboard copy failed", "err", err, "kind", p.key.kind, "id", p.key.id)
+		log.Warn("clipboard copy failed", "err", tracing.Redact(err.Error()))
 		msg.sendMessage(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: "could not read the selection"}, false)
 		return
 	}
@@ -315,7 +317,7 @@ func (srv *Server) copyText(tctx context.Context, p *pair) {
 }
 
 // pasteText types text into the remote page (off loop).
-func (srv *Server) pasteText(tctx context.Context, p *pair, kind, text string) {
+func (srv *Server) pasteText(tctx context.Context, log *slog.Logger, p *pair, kind, text string) {
 	ctx, cancel := context.WithTimeout(tctx, srv.cfg.ClipboardTimeout)
 	defer cancel()
 	done := srv.clipboardCall(ctx, "paste")
@@ -325,7 +327,7 @@ func (srv *Server) pasteText(tctx context.Context, p *pair, kind, text string) {
 	}
 	done(err)
 	if err != nil {
-		srv.cfg.Logger.Warn("clipboard paste failed", "err", err, "kind", p.key.kind, "id", p.key.id)
+		log.Warn("clipboard paste failed", "err", tracing.Redact(err.Error()))
 		if _, msg := srv.reg.peers(p); msg != nil {
 			msg.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: "could not paste"}, false)
 		}
@@ -345,6 +347,17 @@ func (srv *Server) clipboardCall(ctx context.Context, op string) func(error) {
 		tr.CDPLatency(op, time.Since(began), err == nil)
 		tracing.EndChild(span, err)
 	}
+}
+
+// eventAsync records a span event on the session's loop.
+func (s *session) eventAsync(name string) {
+	if s.srv.cfg.Tracing == nil {
+		return
+	}
+	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		s.events.Add(name)
+		return nil
+	}))
 }
 
 // endAsync ends a session from any goroutine.

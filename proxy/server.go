@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -72,6 +73,11 @@ type Config struct {
 	MaxDuration time.Duration
 	// MaxSessions caps open viewer connections (503 beyond); 0: no cap.
 	MaxSessions int
+	// MaxConns caps open sockets (viewers and upstreams): a viewer accepted
+	// beyond it is closed at once. gnet stops its engine when accept fails
+	// with EMFILE, so the cap must stay below the descriptor limit; default:
+	// RLIMIT_NOFILE minus a reserve of 256.
+	MaxConns int
 	// MaxPerIP caps open viewer connections per client IP (429); 0: no cap.
 	MaxPerIP int
 	// MaxPerOrg caps open sessions per organization (429); 0: no cap.
@@ -121,6 +127,12 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.MaxConns <= 0 {
+		var rl syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 512 && rl.Cur < 1<<30 {
+			c.MaxConns = int(rl.Cur) - 256
+		}
+	}
 }
 
 // Server is a vncedge relay. Create it with New, run it with ListenAndServe,
@@ -144,6 +156,7 @@ type Server struct {
 
 	// Counters, read with Stats.
 	active, total, upgradeFailures atomic.Int64
+	conns, shed                    atomic.Int64 // open sockets; viewers closed at once for MaxConns
 }
 
 // New checks cfg and returns a Server.
@@ -299,7 +312,10 @@ func (s *Server) checkLiveness(now time.Time) {
 				return
 			}
 			if !errors.Is(err, ErrSessionEnded) {
-				s.cfg.Logger.Warn("liveness check failed", "err", err, "kind", g.rt.Kind, "id", g.rt.ID)
+				s.cfg.Logger.Warn("liveness check failed", "err", tracing.Redact(err.Error()), "kind", g.rt.Kind, "id", g.rt.ID)
+				for _, sess := range g.sessions {
+					sess.eventAsync("vnc.liveness.error")
+				}
 				return
 			}
 			reason := "session-ended"
@@ -319,10 +335,17 @@ func (s *Server) checkLiveness(now time.Time) {
 
 // OnOpen implements gnet.EventHandler: a new viewer, or an enrolled upstream.
 func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	s.conns.Add(1)
 	if up, ok := c.Context().(*upstreamConn); ok {
 		return nil, up.s.upstreamOpen(c, up)
 	}
 	if s.stopping.Load() {
+		return nil, gnet.Close
+	}
+	if m := s.cfg.MaxConns; m > 0 && s.conns.Load()+1 > int64(m) { // +1: its upstream
+		if s.shed.Add(1)%1000 == 1 {
+			s.cfg.Logger.Warn("connection limit reached: closing new viewers", "max_conns", m)
+		}
 		return nil, gnet.Close
 	}
 	sess := newSession(s, c)
@@ -347,6 +370,7 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 
 // OnClose implements gnet.EventHandler.
 func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	s.conns.Add(-1)
 	switch x := c.Context().(type) {
 	case *session:
 		x.viewerClosed(err)

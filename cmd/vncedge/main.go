@@ -310,6 +310,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	raiseFileLimit(log)
 	cfg, static, err := buildConfig(o, log)
 	if err != nil {
 		return err
@@ -381,6 +382,19 @@ func run(args []string) error {
 			}
 			return <-serveErr
 		}
+	}
+}
+
+// raiseFileLimit lifts the soft descriptor limit to the hard one: each
+// session holds two sockets, and running out stops gnet's engine.
+func raiseFileLimit(log *slog.Logger) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur >= rl.Max {
+		return
+	}
+	rl.Cur = rl.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn("cannot raise the descriptor limit", "err", err)
 	}
 }
 

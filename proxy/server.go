@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -74,9 +75,8 @@ type Config struct {
 	// MaxSessions caps open viewer connections (503 beyond); 0: no cap.
 	MaxSessions int
 	// MaxConns caps open sockets (viewers and upstreams): a viewer accepted
-	// beyond it is closed at once. gnet stops its engine when accept fails
-	// with EMFILE, so the cap must stay below the descriptor limit; default:
-	// RLIMIT_NOFILE minus a reserve of 256.
+	// beyond it is closed at once, keeping room below the descriptor limit
+	// for dials and the accept loop; default RLIMIT_NOFILE minus 256.
 	MaxConns int
 	// MaxPerIP caps open viewer connections per client IP (429); 0: no cap.
 	MaxPerIP int
@@ -149,7 +149,7 @@ type Server struct {
 	perOrg   map[string]int
 	draining atomic.Bool
 	now      atomic.Int64 // coarse clock (unix ns), set each tick: sessions read it per frame
-	eng      gnet.Engine
+	ln       net.Listener
 	booted   chan struct{}
 	stopped  chan struct{} // closed when the event loops have returned
 	stopping atomic.Bool
@@ -183,10 +183,19 @@ func (s *Server) Stats() Stats {
 
 // ListenAndServe runs the event loops until Shutdown; it returns the error
 // that stopped them (nil after Shutdown).
+//
+// Viewers are accepted by a loop of our own and enrolled on gnet's event
+// loops (least connections first), not by gnet's acceptor: gnet v2.9.7 stops
+// its whole engine when accept fails with EMFILE, where this loop backs off
+// and goes on, as net/http does. One goroutine, not one per connection.
 func (s *Server) ListenAndServe() error {
+	defer close(s.stopped)
+	ln, err := net.Listen("tcp", s.cfg.Addr) // SO_REUSEADDR is set by Go on Unix
+	if err != nil {
+		return fmt.Errorf("proxy: listen %s: %w", s.cfg.Addr, err)
+	}
 	opts := []gnet.Option{
 		gnet.WithMulticore(true),
-		gnet.WithReuseAddr(true),
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogLevel(logging.WarnLevel),
@@ -194,12 +203,59 @@ func (s *Server) ListenAndServe() error {
 	if s.cfg.Loops > 0 {
 		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
 	}
-	err := gnet.Run(s, "tcp://"+s.cfg.Addr, opts...)
-	close(s.stopped)
+	loops, err := gnet.NewClient(s, opts...)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("proxy: event loops: %w", err)
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	if s.stopping.Load() { // Shutdown came first
+		ln.Close()
+		return nil
+	}
+	if err := loops.Start(); err != nil { // OnBoot: Ready
+		ln.Close()
+		return fmt.Errorf("proxy: event loops: %w", err)
+	}
+	err = s.accept(ln, loops)
+	ln.Close()
+	_ = loops.Stop()
 	if err != nil && !s.stopping.Load() {
 		return fmt.Errorf("proxy: serve %s: %w", s.cfg.Addr, err)
 	}
 	return nil
+}
+
+// accept takes viewers until the listener closes.
+func (s *Server) accept(ln net.Listener, loops *gnet.Client) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.stopping.Load() {
+				return nil
+			}
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+				errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED) {
+				// Out of descriptors or memory for a moment: back off and
+				// retry; live sessions go on. Not synchronisation: a pause.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "in", delay.String())
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		if _, err := loops.EnrollContext(c, nil); err != nil { // closes c either way
+			if s.stopping.Load() {
+				return nil
+			}
+			s.cfg.Logger.Warn("cannot put a viewer on an event loop", "err", err)
+		}
+	}
 }
 
 // Ready is closed once the listener is up.
@@ -208,7 +264,7 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 // Shutdown closes every session with 1001 going-away, waits for them to end
 // (or ctx), then stops the event loops.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopping.Store(true)
+	s.stopping.Store(true) // new viewers are closed at once (OnOpen)
 	s.mu.Lock()
 	for sess := range s.sessions {
 		_ = sess.viewer.EventLoop().Execute(ctx, (*goingAway)(sess))
@@ -224,25 +280,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 stop:
-	select {
-	case <-s.booted:
-	default:
-		return nil
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return nil // never served
 	}
-	// Engine.Stop polls for the end every 500ms; the loops' own return is sooner.
-	stopErr := make(chan error, 1)
-	go func() { stopErr <- s.eng.Stop(ctx) }()
+	ln.Close() // sessions are gone: end the accept loop, which stops the event loops
 	select {
 	case <-s.stopped:
 		return nil
-	case err := <-stopErr:
-		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
 // OnBoot implements gnet.EventHandler.
-func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
-	s.eng = eng
+func (s *Server) OnBoot(gnet.Engine) gnet.Action {
 	s.now.Store(time.Now().UnixNano())
 	close(s.booted)
 	go s.livenessLoop()

@@ -65,6 +65,16 @@ func parseFlags(args []string) (*options, error) {
 	o := &options{header: headerFlag{}, trace: tracing.DefaultConfig()}
 	o.trace.FromEnv() // the standard OTEL_* variables; the flags below win
 	o.trace.ServiceVersion = version
+	fs := defineFlags(o)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return applyEnv(fs, o)
+}
+
+// defineFlags declares every flag on a new FlagSet writing into o. The
+// README's configuration reference is its PrintDefaults (a test keeps them equal).
+func defineFlags(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("vncedge", flag.ContinueOnError)
 	fs.BoolVar(&o.trace.Enabled, "tracing", o.trace.Enabled, "export a span per session over OTLP (also on when OTEL_EXPORTER_OTLP_ENDPOINT is set)")
 	fs.StringVar(&o.trace.Endpoint, "otlp-endpoint", o.trace.Endpoint, "OTLP endpoint, host:port or URL (default: the OTEL_EXPORTER_OTLP_* variables, else localhost)")
@@ -73,7 +83,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.Float64Var(&o.trace.SampleRatio, "trace-sample-ratio", o.trace.SampleRatio, "fraction of new traces sampled (a viewer's traceparent decides for its own)")
 	fs.StringVar(&o.trace.ServiceName, "service-name", o.trace.ServiceName, "service.name of spans and metrics")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6080", "viewer listen address (host:port)")
-	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz and /readyz (empty: off)")
+	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz, /readyz and /metrics (empty: off)")
 	fs.StringVar(&o.target, "target", "", "send every path to this upstream: tcp://host:port, ws://host:port/path or wss://…")
 	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/vnc/{kind}/{id} to upstreams and API keys (reloaded on SIGHUP)")
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
@@ -113,9 +123,12 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
+	return fs
+}
+
+// applyEnv sets every flag not given on the command line from its VNCEDGE_*
+// variable.
+func applyEnv(fs *flag.FlagSet, o *options) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/rfbparse"
 )
 
@@ -139,5 +141,67 @@ func TestSlowViewerBackpressure(t *testing.T) {
 	want := <-ps.sum
 	if got := h.Sum(nil); string(got) != string(want[:]) {
 		t.Fatal("stream through vncedge differs from what the server sent")
+	}
+}
+
+// TestSlowUpstreamCapped: a VNC server that stops reading while the viewer
+// keeps sending (a huge clipboard) cannot make vncedge buffer without bound:
+// past the hard cap the session ends with 1008 slow-upstream.
+func TestSlowUpstreamCapped(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		c.Write([]byte("RFB 003.008\n"))
+		io.ReadFull(c, buf[:12])
+		c.Write([]byte{1, 1})
+		io.ReadFull(c, buf[:1])
+		c.Write([]byte{0, 0, 0, 0})
+		io.ReadFull(c, buf[:1])
+		c.Write([]byte{0, 8, 0, 8, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0, 0, 0, 0, 1, 'p'})
+		select {} // never read again
+	}()
+	cfg := targetConfig(t, "tcp://"+ln.Addr().String(), rfbparse.User)
+	cfg.MaxViewerBuffer = 2 << 20
+	cfg.MaxFramePayload = 1 << 20
+	_, addr := startProxy(t, cfg)
+	ws := dialWS(t, addr, "/")
+	buf := make([]byte, 25)
+	for _, step := range []struct {
+		read int
+		send []byte
+	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
+		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		if step.send != nil {
+			ws.Write(step.send)
+		}
+	}
+	// A 15 MiB clipboard (under MaxCutText) that the server never reads.
+	const total = 15 << 20
+	hdr := binary.BigEndian.AppendUint32([]byte{6, 0, 0, 0}, total)
+	go func() {
+		ws.Write(hdr)
+		chunk := make([]byte, 512<<10)
+		for sent := 0; sent < total; sent += len(chunk) {
+			if _, err := ws.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	_ = ws.NetConn().SetReadDeadline(time.Now().Add(20 * time.Second))
+	_, err = ws.Read(make([]byte, 1))
+	var ce *rfbclient.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1008 || ce.Reason != "slow-upstream" {
+		t.Fatalf("viewer read %v, want close 1008 slow-upstream", err)
 	}
 }

@@ -808,6 +808,11 @@ func (s *session) flushUp() error {
 	}
 	clear(s.iov[:s.niov])
 	s.niov, s.narena = 0, 0
+	if err == nil && s.up != nil && s.up.OutboundBuffered() > s.srv.cfg.MaxViewerBuffer && s.state == stRelay {
+		// The VNC server stopped reading what the viewer sends: the same
+		// hard cap as for a slow viewer, the other way.
+		s.end(ws.StatusPolicyViolation, "slow-upstream")
+	}
 	return err
 }
 

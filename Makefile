@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 LISTEN    ?= 127.0.0.1:6080
 TARGET    ?= tcp://127.0.0.1:5955
 
-.PHONY: all build test test-short deps jaeger bench bench-compare soak fuzz fuzz-smoke run lint clean
+.PHONY: all build test test-short deps web jaeger bench bench-compare soak fuzz fuzz-smoke run run-xvnc lint clean
 
 all: build
 
@@ -29,7 +29,13 @@ JAEGER_TOOL ?= tracing/jaegertool
 jaeger:
 	$(GO) -C $(JAEGER_TOOL) tool -n jaeger
 
-test: deps jaeger
+# web installs the demo page's noVNC (npm @novnc/novnc, pinned in package-lock.json).
+WEBDIR ?= cmd/vncedge/demo/web
+web: $(WEBDIR)/node_modules/.package-lock.json
+$(WEBDIR)/node_modules/.package-lock.json: $(WEBDIR)/package.json $(WEBDIR)/package-lock.json
+	cd $(WEBDIR) && npm ci --no-audit --no-fund
+
+test: deps web jaeger
 	VNCEDGE_REQUIRE_REAL=1 $(GO) test -race -count=1 $(PKGS)
 	$(GO) test -run '^$$' -bench . -benchtime=1x ./rfbparse/ ./proxy/... ./bench/...
 	$(MAKE) fuzz-smoke
@@ -74,8 +80,12 @@ fuzz-smoke:
 fuzz:
 	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter 20s,$(FUZZTIME)),10m,$(FUZZTIME))
 
-# run starts a throwaway Xvnc desktop and vncedge in front of it; open the printed URL.
-run: build deps
+# run starts vncedge in front of its built-in demo VNC server; open the printed URL,
+# press Take control and draw. run-xvnc does the same with a real Xvnc desktop.
+run: build web
+	$(BIN) demo --listen $(LISTEN) --log-format text
+
+run-xvnc: build deps
 	bash .ci/demo $(BIN) $(LISTEN)
 
 lint:

@@ -13,13 +13,16 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"vncedge/cmd/vncedge/demo"
 	"vncedge/proxy"
 	"vncedge/proxy/cdp"
 	"vncedge/proxy/resolve"
@@ -301,7 +304,12 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	run := run
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "demo" {
+		run, args = runDemo, args[1:]
+	}
+	if err := run(args); err != nil {
 		fmt.Fprintln(os.Stderr, "vncedge:", err)
 		os.Exit(1)
 	}
@@ -319,6 +327,58 @@ func run(args []string) error {
 		fmt.Println("vncedge", version)
 		return nil
 	}
+	return serve(o, nil)
+}
+
+// runDemo is `vncedge demo [flags]`: vncedge in front of the built-in demo
+// VNC server, with the agent in control at start (so Take control matters)
+// and the viewer page on the admin server. vncedge's flags apply, except
+// --target and --sessions.
+func runDemo(args []string) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if o.showVersion {
+		fmt.Println("vncedge", version)
+		return nil
+	}
+	if o.target != "" || o.sessions != "" {
+		return errors.New("demo: the demo VNC server is the target: no --target or --sessions")
+	}
+	if o.admin == "" {
+		return errors.New("demo: the viewer page is served by the admin server: set --admin")
+	}
+	_, port, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	listenPort, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	ds, err := demo.Listen(demo.Options{})
+	if err != nil {
+		return err
+	}
+	defer ds.Close()
+	o.target = "tcp://" + ds.Addr()
+	if o.control == "" {
+		o.control = "agent"
+	}
+	if o.origins == "" {
+		o.origins = demo.AdminOrigins(o.admin) // the page comes from the admin port
+	}
+	fmt.Printf("\n  vncedge demo: open %s\n\n", demo.PageURL(o.admin))
+	return serve(o, demo.Handler(demo.PageConfig{ListenPort: listenPort}))
+}
+
+// serve runs vncedge until SIGINT/SIGTERM. page, when set, is served by
+// the admin server at / (the demo's viewer page).
+func serve(o *options, page http.Handler) error {
 	log, err := newLogger(o)
 	if err != nil {
 		return err
@@ -348,7 +408,7 @@ func run(args []string) error {
 
 	var admin *http.Server
 	if o.admin != "" {
-		admin = &http.Server{Addr: o.admin, Handler: adminHandler(srv, tp.MetricsHandler), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Addr: o.admin, Handler: adminHandler(srv, tp.MetricsHandler, page), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin server", "err", err)
@@ -411,8 +471,11 @@ func raiseFileLimit(log *slog.Logger) {
 	}
 }
 
-func adminHandler(srv *proxy.Server, metrics http.Handler) http.Handler {
+func adminHandler(srv *proxy.Server, metrics, page http.Handler) http.Handler {
 	mux := http.NewServeMux()
+	if page != nil {
+		mux.Handle("/", page)
+	}
 	if metrics != nil {
 		mux.Handle("/metrics", metrics)
 	}

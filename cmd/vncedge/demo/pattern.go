@@ -191,11 +191,39 @@ func (s *status) lines() (string, string) {
 	return keys, info
 }
 
-func drawStatus(fb []uint32, s *status) {
-	fill(fb, Width, StatusRect, statusBackground)
+// The status lines' rectangles.
+var (
+	keysLineRect = image.Rect(0, StatusRect.Min.Y, Width, StatusRect.Min.Y+lineHeight*2+4)
+	infoLineRect = image.Rect(0, keysLineRect.Max.Y, Width, StatusRect.Max.Y)
+)
+
+// drawStatus redraws the status lines that changed since drawn (the
+// previously drawn text) and returns the rectangles it touched: only as
+// wide as the longer of the old and new text.
+func drawStatus(fb []uint32, s *status, drawn *[2]string) []image.Rectangle {
 	l1, l2 := s.lines()
-	drawText(fb, Width, StatusRect, 8, StatusRect.Min.Y+6, 2, statusForeground, l1)
-	drawText(fb, Width, StatusRect, 8, StatusRect.Min.Y+6+lineHeight*2+4, 2, statusForeground, l2)
+	var touched []image.Rectangle
+	for i, line := range [2]string{l1, l2} {
+		r := keysLineRect
+		if i == 1 {
+			r = infoLineRect
+		}
+		if drawn != nil && drawn[i] == line {
+			continue
+		}
+		old := 0
+		if drawn != nil {
+			old = len(drawn[i])
+		}
+		fill(fb, Width, r, statusBackground)
+		drawText(fb, Width, r, 8, r.Min.Y+6, 2, statusForeground, line)
+		w := min(Width, 8+max(old, len([]rune(line)))*advance*2)
+		touched = append(touched, image.Rect(r.Min.X, r.Min.Y, w, r.Max.Y))
+		if drawn != nil {
+			drawn[i] = line
+		}
+	}
+	return touched
 }
 
 // keyLabel is how a keysym appears in the key line: printable ASCII as the

@@ -94,6 +94,7 @@ type Server struct {
 	viewers map[*viewer]struct{}
 	nextID  int
 	st      status
+	drawn   [2]string // the status lines on screen
 	updates int
 	msgs    []Msg
 	changed chan struct{} // closed and replaced when msgs grows
@@ -125,7 +126,8 @@ func Listen(opts Options) (*Server, error) {
 	copy(s.fb, staticImage)
 	drawBand(s.fb, 0)
 	clearCanvas(s.fb)
-	drawStatus(s.fb, &s.st)
+	fill(s.fb, Width, StatusRect, statusBackground)
+	drawStatus(s.fb, &s.st, &s.drawn)
 	s.wg.Add(1)
 	go s.acceptLoop()
 	if opts.FPS > 0 {
@@ -287,14 +289,44 @@ func (s *Server) markDirtyLocked(r image.Rectangle) {
 		return
 	}
 	for v := range s.viewers {
-		v.dirty = v.dirty.Union(r)
+		v.dirty = addDirty(v.dirty, r)
 		v.wakeUp()
 	}
 }
 
+// maxDirty is how many separate changed rectangles a viewer keeps before
+// they are merged into their bounding box.
+const maxDirty = 8
+
+// addDirty adds r to a set of disjoint rectangles, merging it with those it
+// overlaps or touches.
+func addDirty(set []image.Rectangle, r image.Rectangle) []image.Rectangle {
+	for merged := true; merged; {
+		merged = false
+		for i, d := range set {
+			if d.Inset(-1).Overlaps(r) {
+				r = r.Union(d)
+				set = append(set[:i], set[i+1:]...)
+				merged = true
+				break
+			}
+		}
+	}
+	set = append(set, r)
+	if len(set) > maxDirty {
+		var all image.Rectangle
+		for _, d := range set {
+			all = all.Union(d)
+		}
+		set = append(set[:0], all)
+	}
+	return set
+}
+
 func (s *Server) redrawStatusLocked() {
-	drawStatus(s.fb, &s.st)
-	s.markDirtyLocked(StatusRect)
+	for _, r := range drawStatus(s.fb, &s.st, &s.drawn) {
+		s.markDirtyLocked(r)
+	}
 }
 
 func (s *Server) record(v *viewer, typ byte, raw []byte) {
@@ -318,11 +350,11 @@ type viewer struct {
 
 	// Guarded by s.mu.
 	pf           pixelFormat
-	req          image.Rectangle // union of pending update requests
-	full         bool            // a pending request is non-incremental
-	dirty        image.Rectangle // changed since the last update sent
-	px, py       int             // last pointer position
-	pmask        uint8           // last button mask
+	req          image.Rectangle   // union of pending update requests
+	full         bool              // a pending request is non-incremental
+	dirty        []image.Rectangle // changed since the last update sent, disjoint
+	px, py       int               // last pointer position
+	pmask        uint8             // last button mask
 	pointerKnown bool
 }
 
@@ -373,7 +405,7 @@ func (s *Server) serve(nc net.Conn) {
 	s.st.viewers = len(s.viewers)
 	s.redrawStatusLocked()
 	s.mu.Unlock()
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) { // readLoop only ends on an error
 		log.Warn("demo: viewer error", "viewer", v.id, "err", err)
 	}
 	log.Info("demo: viewer disconnected", "viewer", v.id)
@@ -623,40 +655,54 @@ func (v *viewer) nextUpdate(buf []byte) ([]byte, bool) {
 	if v.req.Empty() {
 		return buf, false
 	}
-	r := v.req.Intersect(v.dirty)
+	var rects []image.Rectangle
 	if v.full {
-		r = v.req
+		rects = append(rects, v.req)
+	} else {
+		for _, d := range v.dirty {
+			if r := d.Intersect(v.req); !r.Empty() {
+				rects = append(rects, r)
+			}
+		}
 	}
-	if r.Empty() {
+	if len(rects) == 0 {
 		return buf, false
 	}
-	if v.dirty.In(r) {
-		v.dirty = image.Rectangle{}
+	// What was sent is no longer dirty; parts outside the request stay.
+	kept := v.dirty[:0]
+	for _, d := range v.dirty {
+		if !d.In(v.req) {
+			kept = append(kept, d)
+		}
 	}
+	v.dirty = kept
 	v.req, v.full = image.Rectangle{}, false
 	s.updates++
 
-	var hdr [16]byte
-	hdr[0] = 0 // FramebufferUpdate
-	binary.BigEndian.PutUint16(hdr[2:], 1)
-	binary.BigEndian.PutUint16(hdr[4:], uint16(r.Min.X))
-	binary.BigEndian.PutUint16(hdr[6:], uint16(r.Min.Y))
-	binary.BigEndian.PutUint16(hdr[8:], uint16(r.Dx()))
-	binary.BigEndian.PutUint16(hdr[10:], uint16(r.Dy()))
-	// encoding 0: Raw
-	buf = append(buf, hdr[:]...)
 	bpp := int(v.pf.bpp / 8)
-	start := len(buf)
-	need := start + r.Dx()*r.Dy()*bpp
+	need := 4
+	for _, r := range rects {
+		need += 12 + r.Dx()*r.Dy()*bpp
+	}
 	if cap(buf) < need {
-		buf = append(make([]byte, 0, need), buf...)
+		buf = make([]byte, 0, need)
 	}
 	buf = buf[:need]
-	out := buf[start:]
-	for y := r.Min.Y; y < r.Max.Y; y++ {
-		for _, rgb := range s.fb[y*Width+r.Min.X : y*Width+r.Max.X] {
-			v.pf.put(out, rgb)
-			out = out[bpp:]
+	buf[0], buf[1] = 0, 0 // FramebufferUpdate, padding
+	binary.BigEndian.PutUint16(buf[2:], uint16(len(rects)))
+	out := buf[4:]
+	for _, r := range rects {
+		binary.BigEndian.PutUint16(out[0:], uint16(r.Min.X))
+		binary.BigEndian.PutUint16(out[2:], uint16(r.Min.Y))
+		binary.BigEndian.PutUint16(out[4:], uint16(r.Dx()))
+		binary.BigEndian.PutUint16(out[6:], uint16(r.Dy()))
+		binary.BigEndian.PutUint32(out[8:], 0) // Raw
+		out = out[12:]
+		for y := r.Min.Y; y < r.Max.Y; y++ {
+			for _, rgb := range s.fb[y*Width+r.Min.X : y*Width+r.Max.X] {
+				v.pf.put(out, rgb)
+				out = out[bpp:]
+			}
 		}
 	}
 	return buf, true

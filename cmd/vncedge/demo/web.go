@@ -4,6 +4,7 @@ import (
 	"embed"
 	"encoding/json"
 	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -184,4 +185,38 @@ func (n noListing) Open(name string) (http.File, error) {
 		return nil, os.ErrNotExist
 	}
 	return f, nil
+}
+
+// PageURL is the address to open for the page served by an admin server
+// listening on admin (host:port): an unspecified host (0.0.0.0, ::, "")
+// becomes 127.0.0.1.
+func PageURL(admin string) string {
+	host, port, err := net.SplitHostPort(admin)
+	if err != nil {
+		return "http://" + admin + "/"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
+// AdminOrigins is the --allowed-origins value that lets the page, loaded
+// from the admin server on admin (host:port), open WebSockets to the viewer
+// listener (another port, so another origin): the admin host's origin, and
+// for loopback the usual names of it. An unspecified host (0.0.0.0, ::)
+// could be reached under any name: then "*" (acceptable for the demo only).
+func AdminOrigins(admin string) string {
+	host, port, err := net.SplitHostPort(admin)
+	if err != nil {
+		return ""
+	}
+	ip := net.ParseIP(host)
+	switch {
+	case host == "" || (ip != nil && ip.IsUnspecified()):
+		return "*"
+	case host == "localhost" || (ip != nil && ip.IsLoopback()):
+		return "http://127.0.0.1:" + port + ",http://localhost:" + port + ",http://[::1]:" + port
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

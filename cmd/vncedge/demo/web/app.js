@@ -164,7 +164,7 @@ async function main() {
     root.dataset.vnc = 'connected';
     pill('vnc-state', 'VNC: connected', true);
     log('VNC connected');
-    rfb.focus();
+    rfb.focus({ preventScroll: true });
   });
   rfb.addEventListener('disconnect', (e) => {
     root.dataset.vnc = 'disconnected';
@@ -177,7 +177,7 @@ async function main() {
 
   $('control').addEventListener('click', () => {
     send({ kind: state.interactor === 'user' ? 'cede-control' : 'take-control' });
-    rfb.focus();
+    rfb.focus({ preventScroll: true });
   });
   $('copy').addEventListener('click', () => send({ kind: 'clipboard-copy' }));
   $('paste').addEventListener('click', async () => {

@@ -76,7 +76,7 @@ type Config struct {
 	MaxSessions int
 	// MaxConns caps open sockets (viewers and upstreams): a viewer accepted
 	// beyond it is closed at once, keeping room below the descriptor limit
-	// for dials and the accept loop; default RLIMIT_NOFILE minus 256.
+	// for dials and the accept loop; default RLIMIT_NOFILE minus 128.
 	MaxConns int
 	// MaxPerIP caps open viewer connections per client IP (429); 0: no cap.
 	MaxPerIP int
@@ -130,7 +130,7 @@ func (c *Config) setDefaults() {
 	if c.MaxConns <= 0 {
 		var rl syscall.Rlimit
 		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 512 && rl.Cur < 1<<30 {
-			c.MaxConns = int(rl.Cur) - 256
+			c.MaxConns = int(rl.Cur) - 128
 		}
 	}
 }

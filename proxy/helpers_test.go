@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,16 @@ func freeAddr(t testing.TB) string {
 // until the test ends.
 func startProxy(t testing.TB, cfg proxy.Config) (*proxy.Server, string) {
 	t.Helper()
+	srv, addr, _ := startOwnedProxy(t, cfg)
+	return srv, addr
+}
+
+// startOwnedProxy is startProxy with the shutdown in the test's hands: the
+// returned stop shuts the server down (once; the cleanup calls it too) and
+// waits for ListenAndServe to return, so the test can look at the server's
+// state and log afterwards.
+func startOwnedProxy(t testing.TB, cfg proxy.Config) (*proxy.Server, string, func()) {
+	t.Helper()
 	if cfg.Addr == "" {
 		cfg.Addr = freeAddr(t)
 	}
@@ -48,17 +59,21 @@ func startProxy(t testing.TB, cfg proxy.Config) (*proxy.Server, string) {
 	case err := <-done:
 		t.Fatalf("proxy did not start: %v", err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return srv, cfg.Addr
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := srv.Shutdown(ctx); err != nil {
+				t.Errorf("shutdown: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return srv, cfg.Addr, stop
 }
 
 // targetConfig relays every path to upstream with the default policy.

@@ -2,13 +2,11 @@ package proxy_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,46 +18,6 @@ import (
 	"vncedge/proxy/proxytest/rfbtest"
 	"vncedge/rfbparse"
 )
-
-// startOwnedProxy is startProxy with the shutdown in the test's hands: the
-// returned stop shuts the server down (once; the cleanup calls it too) and
-// waits for ListenAndServe to return, so the test can look at the server's
-// state and log afterwards.
-func startOwnedProxy(t *testing.T, cfg proxy.Config) (*proxy.Server, string, func()) {
-	t.Helper()
-	if cfg.Addr == "" {
-		cfg.Addr = freeAddr(t)
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	srv, err := proxy.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe() }()
-	select {
-	case <-srv.Ready():
-	case err := <-done:
-		t.Fatalf("proxy did not start: %v", err)
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := srv.Shutdown(ctx); err != nil {
-				t.Errorf("shutdown: %v", err)
-			}
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return srv, cfg.Addr, stop
-}
 
 // startOwnedE2E is startE2E on a proxy from startOwnedProxy.
 func startOwnedE2E(t *testing.T, tweak func(*proxy.Config)) (*e2e, func()) {

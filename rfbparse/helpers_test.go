@@ -131,6 +131,11 @@ func qemuKey(down bool, ks, kc uint32) []byte {
 	return binary.BigEndian.AppendUint32(b, kc)
 }
 
+// plainKey is the plain KeyEvent the layout-proof policy makes of QEMU key event q.
+func plainKey(q []byte) []byte {
+	return keyEv(q[3] != 0, binary.BigEndian.Uint32(q[4:8]))
+}
+
 func qemuAudioMsg(op uint16) []byte {
 	b := []byte{MsgQEMU, qemuAudio}
 	b = binary.BigEndian.AppendUint16(b, op)

@@ -28,6 +28,10 @@ const (
 // the client's SetEncodings, makes a PointerEvent with mask bit 7 one byte longer.
 const EncodingExtendedMouseButtons = -316
 
+// EncodingQEMUExtendedKeyEvent is the pseudo-encoding (−258) by which a client
+// asks to send QEMU ExtendedKeyEvents (keysym and XT keycode).
+const EncodingQEMUExtendedKeyEvent = -258
+
 // prefixMax is the longest decision prefix of any item (ProtocolVersion and
 // QEMU ExtendedKeyEvent are both 12 bytes).
 const prefixMax = 12
@@ -47,7 +51,7 @@ func (s *Stream) msgNeed(b []byte) (need int, total int64, err error) {
 		if len(b) < 4 {
 			return 4, 0, nil
 		}
-		return 4, 4 + 4*int64(binary.BigEndian.Uint16(b[2:4])), nil
+		return 4, 4, nil // the entries follow as items of their own
 	case MsgFramebufferUpdateReq, MsgEnableContinuousUpdates:
 		return 1, 10, nil
 	case MsgKeyEvent:

@@ -175,6 +175,47 @@ type Policy struct {
 	ExtendedMouseButtons bool
 	// MaxCutText is the longest ClientCutText payload accepted; longer is an error.
 	MaxCutText int64
+	// QEMUKeys says what becomes of QEMU ExtendedKeyEvents, whose XT keycode
+	// servers may act on through a keyboard layout the proxy cannot see. The
+	// zero value, QEMUKeysToKeysym, is the fail-closed default.
+	QEMUKeys QEMUKeys
+	// AllowContextMenuKeys passes the Menu key and Shift+F10, which open the
+	// same context menu as the right button. They are dropped by default
+	// unless RightButton is RightAllow.
+	AllowContextMenuKeys bool
+}
+
+// QEMUKeys is the treatment of QEMU ExtendedKeyEvents (pseudo-encoding −258).
+type QEMUKeys uint8
+
+const (
+	// QEMUKeysToKeysym (the default) is the layout-proof mode: −258 is taken out
+	// of the viewer's SetEncodings, so the server never offers QEMU key events,
+	// and any QEMU key event is sent on as the plain KeyEvent of its keysym, so
+	// the server acts on exactly the keysym the policy judged.
+	QEMUKeysToKeysym QEMUKeys = iota
+	// QEMUKeysPass passes QEMU key events with their keycodes. The policy then
+	// reads a keycode as the key it is on a US layout: exact only for servers
+	// that ignore keycodes (default Xvnc) or whose keymap is US.
+	QEMUKeysPass
+)
+
+// ParseQEMUKeys parses "keysym" or "pass".
+func ParseQEMUKeys(s string) (QEMUKeys, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "keysym", "":
+		return QEMUKeysToKeysym, nil
+	case "pass":
+		return QEMUKeysPass, nil
+	}
+	return 0, fmt.Errorf("qemu-keys mode %q: want keysym or pass", s)
+}
+
+func (q QEMUKeys) String() string {
+	if q == QEMUKeysPass {
+		return "pass"
+	}
+	return "keysym"
 }
 
 // DefaultForbidden is the default forbidden shortcut list.
@@ -303,5 +344,31 @@ var xtKeysym = func() (t [256]uint32) {
 	t[0x2a], t[0x36] = KeysymShiftL, KeysymShiftR
 	t[0x38], t[0xb8] = KeysymAltL, KeysymAltR
 	t[0xdb], t[0xdc] = KeysymSuperL, KeysymSuperR
+	t[0xdd] = KeysymMenu
 	return t
+}()
+
+// keysymXT returns the XT keycode of the key that types folded keysym k on a
+// US layout (0 for keys the table does not know).
+func keysymXT(k uint32) uint8 {
+	if k < 0x100 {
+		return xtByLatin1[k]
+	}
+	if k >= 0xff00 && k <= 0xffff {
+		return xtByFunction[k-0xff00]
+	}
+	return 0
+}
+
+var xtByLatin1, xtByFunction = func() (lat [256]uint8, fn [256]uint8) {
+	for c := 255; c > 0; c-- { // lowest code wins
+		k := xtKeysym[c]
+		switch {
+		case k != 0 && k < 0x100:
+			lat[k] = uint8(c)
+		case k >= 0xff00 && k <= 0xffff:
+			fn[k-0xff00] = uint8(c)
+		}
+	}
+	return lat, fn
 }()

@@ -97,68 +97,125 @@ func TestBypasses(t *testing.T) {
 			return ready(t, pol, User)
 		}
 	)
+	passPol := func() *Stream { // QEMU key events passed with their keycodes
+		pol := DefaultPolicy()
+		pol.QEMUKeys = QEMUKeysPass
+		return ready(t, pol, User)
+	}
+	sc := func(n uint64) [NumDropReasons]uint64 { return [NumDropReasons]uint64{DropShortcut: n} }
+	scu := func(n, u uint64) [NumDropReasons]uint64 {
+		return [NumDropReasons]uint64{DropShortcut: n, DropUnmatched: u}
+	}
+	um := func(u uint64) [NumDropReasons]uint64 { return [NumDropReasons]uint64{DropUnmatched: u} }
+	plainOf := func(q []byte) []byte {
+		return keyEv(q[3] != 0, uint32(q[4])<<24|uint32(q[5])<<16|uint32(q[6])<<8|uint32(q[7]))
+	}
+	conv := func(q []byte) step { return step{msg: q, pass: true, want: plainOf(q)} }
 	tests := []struct {
 		name  string
 		mk    func() *Stream
 		steps []step
 		drops [NumDropReasons]uint64
 	}{
-		{"Control_R+O", defPol, []step{p(keyDown(cR)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cR))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"Control_L+o", defPol, []step{p(keyDown(cL)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cL)), p(keyDown('o')), p(keyUp('o'))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"Ctrl+Shift+O", defPol, []step{p(keyDown(cL)), p(keyDown(shL)), d(keyDown('O')), d(keyUp('O')), p(keyUp(shL)), p(keyUp(cL))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"Ctrl+O keysym O without Shift (caps lock)", defPol, []step{p(keyDown(cL)), d(keyDown('O')), d(keyUp('O'))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"Ctrl+O with non-zero padding", defPol, []step{p(keyDown(cL)), d(padded(keyDown('o'))), d(padded(keyUp('o')))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"Ctrl+O down flag not 1", defPol, []step{p(keyDown(cL)), d(func() []byte { b := keyDown('o'); b[1] = 0x80; return b }())},
-			[NumDropReasons]uint64{DropShortcut: 1}},
+		{"Control_R+O", defPol, []step{p(keyDown(cR)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cR))}, scu(1, 1)},
+		{"Control_L+o", defPol, []step{p(keyDown(cL)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cL)), p(keyDown('o')), p(keyUp('o'))}, scu(1, 1)},
+		{"Ctrl+Shift+O", defPol, []step{p(keyDown(cL)), p(keyDown(shL)), d(keyDown('O')), d(keyUp('O')), p(keyUp(shL)), p(keyUp(cL))}, scu(1, 1)},
+		{"Ctrl+O keysym O without Shift (caps lock)", defPol, []step{p(keyDown(cL)), d(keyDown('O')), d(keyUp('O'))}, scu(1, 1)},
+		{"Ctrl+O with non-zero padding", defPol, []step{p(keyDown(cL)), d(padded(keyDown('o'))), d(padded(keyUp('o')))}, scu(1, 1)},
+		{"Ctrl+O down flag not 1", defPol, []step{p(keyDown(cL)), d(func() []byte { b := keyDown('o'); b[1] = 0x80; return b }())}, sc(1)},
 		{"Control_L released while Control_R held", defPol,
-			[]step{p(keyDown(cL)), p(keyDown(cR)), p(keyUp(cL)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cR)), p(keyDown('o'))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
+			[]step{p(keyDown(cL)), p(keyDown(cR)), p(keyUp(cL)), d(keyDown('o')), d(keyUp('o')), p(keyUp(cR)), p(keyDown('o'))}, scu(1, 1)},
 		{"key-up of dropped Ctrl+O after Ctrl released", defPol,
-			[]step{p(keyDown(cL)), d(keyDown('o')), p(keyUp(cL)), d(keyUp('o')), p(keyDown('o')), p(keyUp('o'))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
+			[]step{p(keyDown(cL)), d(keyDown('o')), p(keyUp(cL)), d(keyUp('o')), p(keyDown('o')), p(keyUp('o'))}, scu(1, 1)},
 		{"key-up of dropped Ctrl+Shift+O after Shift released", defPol,
-			[]step{p(keyDown(cL)), p(keyDown(shL)), d(keyDown('O')), p(keyUp(shL)), d(keyUp('o')), p(keyUp(cL))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
+			[]step{p(keyDown(cL)), p(keyDown(shL)), d(keyDown('O')), p(keyUp(shL)), d(keyUp('o')), p(keyUp(cL))}, scu(1, 1)},
 		{"autorepeat of dropped Ctrl+O", defPol,
-			[]step{p(keyDown(cL)), d(keyDown('o')), d(keyDown('o')), d(keyDown('o')), d(keyUp('o')), p(keyUp(cL))},
-			[NumDropReasons]uint64{DropShortcut: 4}},
+			[]step{p(keyDown(cL)), d(keyDown('o')), d(keyDown('o')), d(keyDown('o')), d(keyUp('o')), p(keyUp(cL))}, scu(3, 1)},
 		{"o held, then Ctrl pressed: repeat dropped, key-up passes", defPol,
-			[]step{p(keyDown('o')), p(keyDown(cL)), d(keyDown('o')), p(keyUp('o')), p(keyUp(cL))},
-			[NumDropReasons]uint64{DropShortcut: 1}},
-		{"QEMU keysym a with XT keycode of o under Ctrl", defPol,
-			[]step{p(keyDown(cL)), d(qemuKey(true, 'a', 0x18)), d(qemuKey(false, 'a', 0x18)), p(keyUp(cL))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"QEMU keycode of o above 16 bits (QEMU reads a U16)", defPol,
-			[]step{p(keyDown(cL)), d(qemuKey(true, 'a', 0x10018)), d(qemuKey(false, 'a', 0x10018))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
+			[]step{p(keyDown('o')), p(keyDown(cL)), d(keyDown('o')), p(keyUp('o')), p(keyUp(cL))}, sc(1)},
+		{"release of a key never pressed changes nothing", defPol,
+			[]step{d(keyUp(cL)), d(keyUp('o')), p(keyDown(cL)), d(keyUp(cR)), d(keyDown('o'))}, scu(1, 3)},
 		{"Unicode keysym of o", defPol,
-			[]step{p(keyDown(cL)), d(keyDown(0x100006f)), d(keyUp(0x100006f)), d(keyDown(0x100004f)), d(keyUp('o'))},
-			[NumDropReasons]uint64{DropShortcut: 4}},
-		{"QEMU Ctrl by keycode 0x1d + o", defPol,
-			[]step{p(qemuKey(true, cL, 0x1d)), d(qemuKey(true, 'o', 0x18)), d(qemuKey(false, 'o', 0x18)), p(qemuKey(false, cL, 0x1d))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"QEMU Ctrl by keycode only + o", defPol,
-			[]step{p(qemuKey(true, 0, 0x1d)), d(keyDown('o')), d(keyUp('o'))},
-			[NumDropReasons]uint64{DropShortcut: 2}},
-		{"QEMU right Ctrl e0 form + o by keycode", defPol,
-			[]step{p(qemuKey(true, cR, 0xe01d)), d(qemuKey(true, 0, 0x18))},
-			[NumDropReasons]uint64{DropShortcut: 1}},
-		{"QEMU right Ctrl 0x9d + o", defPol,
-			[]step{p(qemuKey(true, cR, 0x9d)), d(qemuKey(true, 'o', 0x18))},
-			[NumDropReasons]uint64{DropShortcut: 1}},
+			[]step{p(keyDown(cL)), d(keyDown(0x100006f)), d(keyUp(0x100006f)), d(keyDown(0x100004f)), d(keyUp('o'))}, scu(2, 2)},
+
+		// Control characters of forbidden Ctrl shortcuts, with or without Ctrl.
+		{"control character ^O without Ctrl", defPol,
+			[]step{d(keyDown(0x0f)), d(keyUp(0x0f)), d(keyDown(0x100000f)), d(keyUp(0x100000f)), p(keyDown(0x0e)), p(keyUp(0x0e))}, scu(2, 2)},
+		{"control character ^O under Ctrl, QEMU", passPol,
+			[]step{p(keyDown(cL)), d(qemuKey(true, 0x0f, 0)), d(qemuKey(true, 0x100000f, 0x1e)), p(keyUp(cL))}, sc(2)},
+		{"control characters of a custom list", func() *Stream { return ready(t, policy(t, "ctrl+shift+i,ctrl+[,alt+p", RightStrip), User) },
+			[]step{d(keyDown(0x09)), d(keyDown(0x1b)), p(keyDown(0x10)), p(keyDown(0x0f))}, sc(2)},
+
+		// Context-menu keys go with the right button.
+		{"Menu key dropped", defPol, []step{d(keyDown(KeysymMenu)), d(keyUp(KeysymMenu)), p(keyDown(KeysymF10)), p(keyUp(KeysymF10))}, scu(1, 1)},
+		{"Shift+F10 dropped", dropPol,
+			[]step{p(keyDown(shL)), d(keyDown(KeysymF10)), d(keyUp(KeysymF10)), p(keyUp(shL)), p(keyDown(KeysymF10))}, scu(1, 1)},
+		{"QEMU Menu keycode, Shift+F10 keycode", passPol,
+			[]step{d(qemuKey(true, 'a', 0xdd)), d(qemuKey(true, 'a', 0xe05d)), p(qemuKey(true, KeysymShiftR, 0x36)), d(qemuKey(true, 'a', 0x44))}, sc(3)},
+		{"Menu key allowed with the right button", allowPl, []step{p(keyDown(KeysymMenu)), p(keyDown(shL)), p(keyDown(KeysymF10))}, sc(0)},
+		{"Menu key allowed by option", func() *Stream {
+			pol := DefaultPolicy()
+			pol.AllowContextMenuKeys = true
+			return ready(t, pol, User)
+		}, []step{p(keyDown(KeysymMenu)), p(keyDown(shL)), p(keyDown(KeysymF10))}, sc(0)},
+
+		// Layout-proof default: QEMU key events go on as plain KeyEvents of
+		// their keysym, so a keycode smuggles nothing.
+		{"QEMU events become plain KeyEvents", defPol,
+			[]step{conv(qemuKey(true, shL, 0x2a)), conv(qemuKey(true, 'A', 0x1e)), conv(qemuKey(false, 'A', 0x1e)), conv(qemuKey(false, shL, 0x2a))}, sc(0)},
+		{"QEMU Ctrl+O converted: still blocked", defPol,
+			[]step{conv(qemuKey(true, cL, 0x1d)), d(qemuKey(true, 'o', 0x18)), d(qemuKey(false, 'o', 0x18)), conv(qemuKey(false, cL, 0x1e))}, scu(1, 1)},
+		{"issue sequence A, converted", defPol,
+			// The mismatched keycode is gone: the release frees Ctrl by keysym,
+			// as the server (now acting on keysyms) does.
+			[]step{conv(qemuKey(true, cL, 0x1d)), conv(qemuKey(false, cL, 0x1e)), p(keyDown('o'))}, sc(0)},
+		{"SetEncodings -258 replaced", defPol,
+			[]step{{msg: setEnc(7, -258, -316), pass: true, want: setEnc(7, 7, -316)}, {msg: setEnc(-258, 0), pass: true, want: setEnc(0, 0)}}, sc(0)},
+		{"SetEncodings -258 passed in pass mode", passPol, []step{p(setEnc(7, -258, -316))}, sc(0)},
+
+		// QEMU events with keycodes (pass mode): TigerVNC tracks them by
+		// keycode and ignores releases it does not hold.
+		{"issue sequence A: QEMU release with another keycode", passPol,
+			// The release frees Ctrl for keysym servers only: it passes, Ctrl stays held.
+			[]step{p(qemuKey(true, cL, 0x1d)), p(qemuKey(false, cL, 0x1e)), d(keyDown('o')), d(qemuKey(true, 'o', 0x18)), p(qemuKey(false, cL, 0x1d)), p(keyDown('o'))}, sc(2)},
+		{"issue sequence B: plain release of a QEMU-pressed Ctrl", passPol,
+			// QEMU frees Ctrl by its key, TigerVNC keeps it: still held.
+			[]step{p(qemuKey(true, cL, 0x1d)), p(keyUp(cL)), d(keyDown('o')), d(keyUp(cL)), p(qemuKey(false, cL, 0x1d)), p(keyDown('o'))}, scu(1, 1)},
+		{"QEMU release of a plain-pressed Ctrl by keycode", passPol,
+			[]step{p(keyDown(cL)), p(qemuKey(false, cL, 0x1d)), d(keyDown('o')), p(keyUp(cL)), p(keyDown('o'))}, sc(1)},
+		{"QEMU keycode 0: tracked by keysym, like a plain event", passPol,
+			[]step{p(qemuKey(true, cL, 0)), p(keyUp(cL)), p(keyDown('o'))}, sc(0)},
+		{"TigerVNC repeats the first keysym of a keycode", passPol,
+			// o pressed by keycode 0x1e before Ctrl; a repeat of 0x1e with
+			// keysym a is o to TigerVNC.
+			[]step{p(qemuKey(true, 'o', 0x1e)), p(keyDown(cL)), d(qemuKey(true, 'a', 0x1e)), p(qemuKey(false, 'a', 0x1e)), p(qemuKey(true, 'a', 0x1e))}, sc(1)},
+		{"TigerVNC lookup collision: keycode 0x80000000|keysym", passPol,
+			// TigerVNC frees the plain Ctrl; QEMU and keysym servers do not.
+			[]step{p(keyDown(cL)), p(qemuKey(false, 'x', 0x8000ffe3)), d(keyDown('o')), p(keyUp(cL)), p(keyDown('o'))}, sc(1)},
+		{"QEMU keycode of Ctrl carried on a repeat", passPol,
+			// plain 0x1d (a control character) then a QEMU press whose
+			// TigerVNC lookup repeats it but whose U16 keycode is Ctrl in QEMU.
+			[]step{p(keyDown(0x1d)), p(qemuKey(true, 'x', 0x8000001d)), d(qemuKey(true, 'o', 0x18)), d(keyDown('o'))}, sc(2)},
+		{"QEMU keysym a with XT keycode of o under Ctrl", passPol,
+			[]step{p(keyDown(cL)), d(qemuKey(true, 'a', 0x18)), d(qemuKey(false, 'a', 0x18)), p(keyUp(cL))}, scu(1, 1)},
+		{"QEMU keycode of o above 16 bits (QEMU reads a U16)", passPol,
+			[]step{p(keyDown(cL)), d(qemuKey(true, 'a', 0x10018)), d(qemuKey(false, 'a', 0x10018))}, scu(1, 1)},
+		{"QEMU Ctrl by keycode 0x1d + o", passPol,
+			[]step{p(qemuKey(true, cL, 0x1d)), d(qemuKey(true, 'o', 0x18)), d(qemuKey(false, 'o', 0x18)), p(qemuKey(false, cL, 0x1d))}, scu(1, 1)},
+		{"QEMU Ctrl by keycode only + o", passPol,
+			[]step{p(qemuKey(true, 0, 0x1d)), d(keyDown('o')), d(keyUp('o'))}, scu(1, 1)},
+		{"QEMU right Ctrl e0 form + o by keycode", passPol,
+			[]step{p(qemuKey(true, cR, 0xe01d)), d(qemuKey(true, 0, 0x18))}, sc(1)},
+		{"QEMU right Ctrl 0x9d + o", passPol,
+			[]step{p(qemuKey(true, cR, 0x9d)), d(qemuKey(true, 'o', 0x18))}, sc(1)},
 		// The dropped event's keycode names Ctrl: Ctrl's key-up must still reach
 		// the server, else Ctrl stays down there and a later 'o' makes Ctrl+O.
-		{"QEMU o with Ctrl keycode does not swallow Ctrl's key-up", defPol,
-			[]step{p(keyDown(cL)), d(qemuKey(true, 'o', 0x1d)), p(keyUp(cL)), p(keyDown('o')), p(keyUp('o'))},
-			[NumDropReasons]uint64{DropShortcut: 1}},
+		{"QEMU o with Ctrl keycode does not swallow Ctrl's key-up", passPol,
+			[]step{p(keyDown(cL)), d(qemuKey(true, 'o', 0x1d)), p(keyUp(cL)), p(keyDown('o')), p(keyUp('o'))}, sc(1)},
+		{"unpressed releases: QEMU and plain", passPol,
+			[]step{d(qemuKey(false, cL, 0x1d)), d(qemuKey(false, 'o', 0)), d(keyUp(cR))}, um(3)},
 		{"forbidden key packed after SetEncodings in one chunk", defPol,
-			[]step{p(cat(setEnc(0, 7, -316), keyDown(cL))), d(keyDown('o')), p(setEnc(0))},
-			[NumDropReasons]uint64{DropShortcut: 1}},
+			[]step{p(cat(setEnc(0, 7, -316), keyDown(cL))), d(keyDown('o')), p(setEnc(0))}, sc(1)},
 		{"pointer mask 4 strip", defPol, []step{{msg: ptrEv(4, 100, 200), pass: true, want: strip(4)}}, [NumDropReasons]uint64{}},
 		{"pointer mask 5 strip", defPol, []step{{msg: ptrEv(5, 100, 200), pass: true, want: strip(5)}}, [NumDropReasons]uint64{}},
 		{"pointer mask 6 strip", defPol, []step{{msg: ptrEv(6, 100, 200), pass: true, want: strip(6)}}, [NumDropReasons]uint64{}},

@@ -106,20 +106,6 @@ var refXT = map[uint32]uint32{
 	0x38: KeysymAltL, 0xb8: KeysymAltR, 0xdb: KeysymSuperL,
 }
 
-func refKeycode(kc uint32) uint32 {
-	if kc == 0 {
-		return 0
-	}
-	kc &= 0xffff // QEMU reads a U16
-	if kc > 0xff {
-		if kc>>8 != 0xe0 {
-			return 0
-		}
-		kc = 0x80 | kc&0x7f
-	}
-	return refXT[kc]
-}
-
 func refLower(k uint32) uint32 {
 	if k > 0x1000000 && k-0x1000000 >= ' ' && k-0x1000000 <= '~' {
 		k -= 0x1000000 // Unicode keysym of an ASCII character
@@ -136,39 +122,87 @@ var refModKeys = map[uint32]Modifier{
 	KeysymSuperL: ModSuper, KeysymSuperR: ModSuper, KeysymModeSwitch: ModModeSwitch,
 }
 
+// refPress is a key press as the reference's server models keep it.
+type refPress struct {
+	ks, xt uint32
+	id     int // which press (one press can be held by several models)
+}
+
 type refParser struct {
 	pol      *Policy
 	agent    bool
 	mac      bool
 	extMouse bool
-	held     map[uint32]bool // modifier keys the viewer holds
-	down     []uint32        // keys passed down, not yet up
-	supp     map[uint32]bool // keys whose key-up is to be dropped
-	stats    Stats
-	events   Event
-	trimmed  int // 7-byte PointerEvents passed on as 6-byte ones
+	// Three server models, each a map from its identity of a key to the
+	// press that holds it: TigerVNC (XT keycode of a QEMU event when non-zero,
+	// else 0x80000000|keysym), QEMU (XT keycode; plain keysyms by their US
+	// key), keysym servers (lower-cased keysym).
+	tiger, kcode, ksym map[uint32]refPress
+	presses            int
+	stats              Stats
+	events             Event
+	trimmed            int // 7-byte PointerEvents passed on as 6-byte ones
 }
 
 func newRef(pol *Policy, agent, mac bool) *refParser {
-	return &refParser{pol: pol, agent: agent, mac: mac, held: map[uint32]bool{}, supp: map[uint32]bool{}}
+	return &refParser{pol: pol, agent: agent, mac: mac,
+		tiger: map[uint32]refPress{}, kcode: map[uint32]refPress{}, ksym: map[uint32]refPress{}}
 }
 
-func (r *refParser) mods() Modifier {
-	var m Modifier
-	for k, h := range r.held {
-		if h {
-			m |= refModKeys[k]
+// refUSKey is the XT keycode of the key typing keysym k on a US layout.
+func refUSKey(k uint32) uint32 {
+	k = refLower(k)
+	for c := uint32(1); c < 256; c++ {
+		if refXTFull(c) == k && k != 0 {
+			return c
 		}
 	}
-	return m
+	return 0
 }
 
-func (r *refParser) isForbidden(k uint32) bool {
+// refXTFull is xtKeysym through the reference's eyes: the generator's
+// keycodes from refXT, the rest from the package table.
+func refXTFull(c uint32) uint32 {
+	if k, ok := refXT[c]; ok {
+		return k
+	}
+	return xtKeysym[c]
+}
+
+func (r *refParser) heldMods() (Modifier, bool) {
+	var m Modifier
+	altL := false
+	for _, mp := range []map[uint32]refPress{r.tiger, r.kcode, r.ksym} {
+		for _, p := range mp {
+			for _, k := range []uint32{p.ks, refXTFull(p.xt)} {
+				m |= refModKeys[k]
+				altL = altL || k == KeysymAltL
+			}
+		}
+	}
+	return m, altL
+}
+
+func (r *refParser) isBlocked(k uint32) bool {
+	k = refLower(k)
 	if k == 0 {
 		return false
 	}
+	mods, _ := r.heldMods()
 	for _, sc := range r.pol.Forbidden {
-		if sc.Key == refLower(k) && r.mods()&sc.Mods == sc.Mods {
+		if sc.Key == k && mods&sc.Mods == sc.Mods {
+			return true
+		}
+		c := k
+		if c > 0x1000000 && c < 0x1000020 {
+			c -= 0x1000000
+		}
+		if sc.Mods&ModCtrl != 0 && c >= 1 && c < 0x20 && (sc.Key == c+'a'-1 && c <= 26 || sc.Key == c+'@' && c > 26) {
+			return true
+		}
+	}
+	if r.pol.RightButton != RightAllow && !r.pol.AllowContextMenuKeys {
+		if k == 0xff67 || k == 0xffc7 && mods&ModShift != 0 {
 			return true
 		}
 	}
@@ -180,59 +214,85 @@ func (r *refParser) drop(why DropReason) bool {
 	return false
 }
 
-func (r *refParser) key(down bool, ks, kc uint32) bool {
+func (r *refParser) key(down bool, ks, kc uint32, qemu bool) bool {
 	if r.pol == nil {
 		return true
-	}
-	ks2 := refKeycode(kc)
-	for _, k := range []uint32{ks, ks2} {
-		if _, ok := refModKeys[k]; ok {
-			r.held[k] = down
-		}
-	}
-	if !down {
-		found := false
-		for _, k := range []uint32{refLower(ks), refLower(ks2)} {
-			if k != 0 && r.supp[k] {
-				delete(r.supp, k)
-				found = true
-			}
-		}
-		if found && !slices.Contains(r.down, ks) && (ks2 == 0 || !slices.Contains(r.down, ks2)) {
-			return r.drop(DropShortcut)
-		}
 	}
 	if r.agent {
 		return r.drop(DropAgent)
 	}
+	look := 0x80000000 | ks
+	xt := refUSKey(ks)
+	if qemu {
+		xt = 0
+		if kc != 0 {
+			look = kc
+			switch c := kc & 0xffff; { // QEMU reads a U16
+			case c <= 0xff:
+				xt = c
+			case c>>8 == 0xe0:
+				xt = 0x80 | c&0x7f
+			}
+		}
+	}
+	lk := refLower(ks)
 	if !down {
-		if i := slices.Index(r.down, ks); i >= 0 {
-			r.down = slices.Delete(r.down, i, i+1)
+		_, a := r.tiger[look]
+		_, b := r.kcode[xt]
+		_, c := r.ksym[lk]
+		b = b && xt != 0
+		c = c && ks != 0
+		if !a && !b && !c {
+			return r.drop(DropUnmatched)
+		}
+		delete(r.tiger, look)
+		if b {
+			delete(r.kcode, xt)
+		}
+		if c {
+			delete(r.ksym, lk)
 		}
 		return true
 	}
-	if r.isForbidden(ks) || r.isForbidden(ks2) {
-		if !slices.Contains(r.down, ks) {
-			for _, k := range []uint32{refLower(ks), refLower(ks2)} {
-				if k != 0 {
-					r.supp[k] = true
-				}
-			}
-		}
+	forced := uint32(0)
+	if p, ok := r.tiger[look]; ok {
+		forced = p.ks
+	}
+	if r.isBlocked(ks) || xt != 0 && r.isBlocked(refXTFull(xt)) || r.isBlocked(forced) {
 		r.events |= EventBlocked
 		return r.drop(DropShortcut)
 	}
-	delete(r.supp, refLower(ks))
-	if !slices.Contains(r.down, ks) {
-		if len(r.down) == maxHeld {
+	press := refPress{ks: ks, xt: xt, id: r.presses}
+	_, a := r.tiger[look]
+	_, b := r.kcode[xt]
+	_, c := r.ksym[lk]
+	b = b || xt == 0
+	c = c || ks == 0
+	if !(a && b && c) {
+		ids := map[int]bool{}
+		for _, mp := range []map[uint32]refPress{r.tiger, r.kcode, r.ksym} {
+			for _, p := range mp {
+				ids[p.id] = true
+			}
+		}
+		if len(ids) == maxHeld {
 			return r.drop(DropKeyLimit)
 		}
-		r.down = append(r.down, ks)
 	}
-	h := r.held
-	copyMod := h[KeysymControlL] || h[KeysymControlR]
+	if !a {
+		r.tiger[look] = press
+	}
+	if !b {
+		r.kcode[xt] = press
+	}
+	if !c {
+		r.ksym[lk] = press
+	}
+	r.presses++
+	mods, altL := r.heldMods()
+	copyMod := mods&ModCtrl != 0
 	if r.mac {
-		copyMod = copyMod || h[KeysymMetaL] || h[KeysymMetaR] || h[KeysymSuperL] || h[KeysymSuperR] || h[KeysymAltL]
+		copyMod = copyMod || mods&(ModMeta|ModSuper) != 0 || altL
 	}
 	if copyMod {
 		switch refLower(ks) {
@@ -258,13 +318,24 @@ func (r *refParser) decide(m []byte) []byte {
 	switch m[0] {
 	case 2:
 		r.extMouse = false
+		prev := uint32(0)
 		for i := 4; i < len(m); i += 4 {
-			if int32(binary.BigEndian.Uint32(m[i:])) == -316 {
+			e := binary.BigEndian.Uint32(m[i:])
+			switch int32(e) {
+			case -316:
 				r.extMouse = true
+			case -258:
+				if r.pol != nil && r.pol.QEMUKeys == QEMUKeysToKeysym {
+					m = slices.Clone(m)
+					e = prev
+					binary.BigEndian.PutUint32(m[i:], e)
+					r.stats.Rewritten++
+				}
 			}
+			prev = e
 		}
 	case 4:
-		ok = r.key(m[1] != 0, binary.BigEndian.Uint32(m[4:]), 0)
+		ok = r.key(m[1] != 0, binary.BigEndian.Uint32(m[4:]), 0, false)
 	case 5:
 		if r.pol != nil {
 			switch {
@@ -307,7 +378,15 @@ func (r *refParser) decide(m []byte) []byte {
 		}
 	case 255:
 		if m[1] == 0 {
-			ok = r.key(binary.BigEndian.Uint16(m[2:]) != 0, binary.BigEndian.Uint32(m[4:]), binary.BigEndian.Uint32(m[8:]))
+			down := binary.BigEndian.Uint16(m[2:]) != 0
+			if r.pol != nil && r.pol.QEMUKeys == QEMUKeysToKeysym {
+				if ok = r.key(down, binary.BigEndian.Uint32(m[4:]), 0, false); ok {
+					m = keyEv(down, binary.BigEndian.Uint32(m[4:]))
+					r.stats.Rewritten++
+				}
+			} else {
+				ok = r.key(down, binary.BigEndian.Uint32(m[4:]), binary.BigEndian.Uint32(m[8:]), true)
+			}
 		}
 	}
 	r.stats.Messages++
@@ -337,10 +416,12 @@ func (r *refParser) run(b []byte) (out []byte, ok bool) {
 // ---- random valid message sequences ----
 
 var genKeysyms = []uint32{'a', 'o', 'O', 0x100006f, 0x100004f, 0x1000063, 'c', 'C', 'v', 'V', 'i', 'I', 'p', 'q', 'x', 0xffc9, 0xff0d, 0x20ac, 0,
+	0x0f, 0x100000f, 0x09, 0x10, 0x1b, KeysymMenu, KeysymF10,
 	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymAltR,
 	KeysymMetaL, KeysymSuperL, KeysymModeSwitch}
 
-var genKeycodes = []uint32{0, 0, 0x10018, 0xe018, 0x1e018, 0x10, 0x17, 0x18, 0x19, 0x1e, 0x2e, 0x2f, 0x58, 0x1d, 0x9d, 0xe01d, 0x2a, 0x38, 0xb8, 0xe038}
+var genKeycodes = []uint32{0, 0, 0x10018, 0xe018, 0x1e018, 0x10, 0x17, 0x18, 0x19, 0x1e, 0x2e, 0x2f, 0x58, 0x1d, 0x9d, 0xe01d, 0x2a, 0x38, 0xb8, 0xe038,
+	0x44, 0xdd, 0xe05d, 0x36, 0x8000ffe3, 0x8000001d, 0x8000006f}
 
 var genEncodings = []int32{0, 1, 2, 5, 6, 7, 16, 21, -26, -254, -223, -224, -239, -258, -260, -307, -308, -309, -312, -313, -316}
 
@@ -418,7 +499,7 @@ func (g *gen) msg() []byte {
 	}
 }
 
-var refPolicies = []string{"ctrl+o", "ctrl+o,ctrl+shift+i,ctrl+p,f12", "alt+v,super+c,q,shift+0x20ac", ""}
+var refPolicies = []string{"ctrl+o", "ctrl+o,ctrl+shift+i,ctrl+p,f12", "alt+v,super+c,q,shift+0x20ac", "ctrl+[,ctrl+i", ""}
 
 func randPolicy(t testing.TB, r *rand.Rand) *Policy {
 	if r.IntN(8) == 0 {
@@ -431,6 +512,8 @@ func randPolicy(t testing.TB, r *rand.Rand) *Policy {
 	pol.AllowXVP = r.IntN(3) == 0
 	pol.AllowGIIEvents = r.IntN(3) == 0
 	pol.ExtendedMouseButtons = r.IntN(3) == 0
+	pol.QEMUKeys = QEMUKeys(r.IntN(2))
+	pol.AllowContextMenuKeys = r.IntN(4) == 0
 	return pol
 }
 

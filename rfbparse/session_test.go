@@ -57,7 +57,18 @@ func noVNCSession() session {
 		frames = append(frames, b)
 		want = append(want, out)
 	}
-	add(setPF(), setEnc(noVNCEncodings...), fbur(false, 0, 0, 1280, 720))
+	add(setPF())
+	// The default policy is layout-proof: −258 is replaced by the entry
+	// before it, and QEMU key events go on as plain KeyEvents.
+	var plainEncs []int32
+	for _, e := range noVNCEncodings {
+		if e == EncodingQEMUExtendedKeyEvent {
+			e = plainEncs[len(plainEncs)-1]
+		}
+		plainEncs = append(plainEncs, e)
+	}
+	addAs(setEnc(noVNCEncodings...), setEnc(plainEncs...))
+	add(fbur(false, 0, 0, 1280, 720))
 	for i := range 40 { // the pointer wanders in
 		add(ptrEv(0, uint16(100+i*7), uint16(200+i*3)))
 	}
@@ -87,12 +98,17 @@ func noVNCSession() session {
 	add(fence(0x80000003, []byte{0xde, 0xad}))
 	add(ecu(true, 0, 0, 1280, 720))
 	// QEMU extended keys once the server acknowledged -258.
-	add(qemuKey(true, KeysymShiftL, 0x2a), qemuKey(true, 'A', 0x1e), qemuKey(false, 'A', 0x1e), qemuKey(false, KeysymShiftL, 0x2a))
-	add(qemuKey(true, KeysymControlL, 0x1d), qemuKey(true, 'v', 0x2f), qemuKey(false, 'v', 0x2f), qemuKey(false, KeysymControlL, 0x1d))
-	add(qemuKey(true, KeysymControlL, 0x1d))
+	addQ := func(q ...[]byte) {
+		for _, b := range q {
+			addAs(b, plainKey(b))
+		}
+	}
+	addQ(qemuKey(true, KeysymShiftL, 0x2a), qemuKey(true, 'A', 0x1e), qemuKey(false, 'A', 0x1e), qemuKey(false, KeysymShiftL, 0x2a))
+	addQ(qemuKey(true, KeysymControlL, 0x1d), qemuKey(true, 'v', 0x2f), qemuKey(false, 'v', 0x2f), qemuKey(false, KeysymControlL, 0x1d))
+	addQ(qemuKey(true, KeysymControlL, 0x1d))
 	addAs(qemuKey(true, 'o', 0x18), nil)
 	addAs(qemuKey(false, 'o', 0x18), nil)
-	add(qemuKey(false, KeysymControlL, 0x1d))
+	addQ(qemuKey(false, KeysymControlL, 0x1d))
 	add(cutTextExt([]byte{0x10, 0, 0, 1, 0x78, 0x9c, 1, 2, 3, 4}))
 	for i := range 20 {
 		add(ptrEv(0, uint16(600-i), uint16(400+i)))
@@ -185,14 +201,16 @@ func TestNoVNCSession(t *testing.T) {
 	if base.stats.Messages != uint64(len(ss.frames)) {
 		t.Fatalf("Messages %d, want %d", base.stats.Messages, len(ss.frames))
 	}
-	wantDrops := [NumDropReasons]uint64{DropShortcut: 4}
-	if base.stats.Dropped != wantDrops || base.stats.Rewritten != 1 {
+	// The key-ups of the dropped presses are releases of no held key;
+	// rewritten: the right click, −258 and ten QEMU key events.
+	wantDrops := [NumDropReasons]uint64{DropShortcut: 2, DropUnmatched: 2}
+	if base.stats.Dropped != wantDrops || base.stats.Rewritten != 12 {
 		t.Fatalf("stats %+v", base.stats)
 	}
 	if base.events != EventCopy|EventPaste|EventCutText|EventBlocked {
 		t.Fatalf("events %b", base.events)
 	}
-	if len(ss.client)-len(base.out) != 2*8+2*12+2*1 {
+	if len(ss.client)-len(base.out) != 2*8+2*12+2*1+10*4 {
 		t.Fatalf("dropped %d bytes", len(ss.client)-len(base.out))
 	}
 	// The expected output, built frame by frame.
@@ -241,6 +259,9 @@ func TestNoVNCSessionPolicies(t *testing.T) {
 	ss := noVNCSession()
 	extPol := policy(t, "", RightAllow)
 	extPol.ExtendedMouseButtons = true
+	extPol.QEMUKeys = QEMUKeysPass
+	permissive := policy(t, "", RightAllow)
+	permissive.QEMUKeys = QEMUKeysPass
 	// trimmed is the session as a policy that changes nothing else passes it:
 	// the 7-byte PointerEvents go on as 6-byte ones.
 	trimmed := slices.Clone(ss.client[:14])
@@ -256,9 +277,9 @@ func TestNoVNCSessionPolicies(t *testing.T) {
 		pol  *Policy
 		want []byte // the output; nil: not checked
 	}{
-		{"nil", nil, ss.client},                            // no inspection: nothing changes
-		{"permissive with -316", extPol, ss.client},        // nothing to filter, 7-byte events pass
-		{"permissive", policy(t, "", RightAllow), trimmed}, // only the 7-byte events change
+		{"nil", nil, ss.client},                     // no inspection: nothing changes
+		{"permissive with -316", extPol, ss.client}, // nothing to filter, 7-byte events pass
+		{"permissive", permissive, trimmed},         // only the 7-byte events change
 		{"strict", policy(t, "ctrl+c,ctrl+v,h", RightDrop), nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,10 +47,11 @@ const (
 	DropXVP                           // xvp power control
 	DropGII                           // gii event injection
 	DropKeyLimit                      // more keys held than the stream tracks
+	DropUnmatched                     // key release of no key a server holds
 	NumDropReasons
 )
 
-var dropNames = [NumDropReasons]string{"shortcut", "right-button", "agent-control", "xvp", "gii-event", "key-limit"}
+var dropNames = [NumDropReasons]string{"shortcut", "right-button", "agent-control", "xvp", "gii-event", "key-limit", "unmatched-release"}
 
 func (r DropReason) String() string {
 	if r < NumDropReasons {
@@ -130,10 +131,9 @@ type Stream struct {
 	remain   int64 // body bytes of the current item still to come
 	bodyPass bool
 	msgType  byte
-	scanEnc  bool   // scanning a SetEncodings body for −316
-	encWord  uint32 // partial encoding being assembled
-	encBytes uint8
-	encExt   bool
+	encLeft  int    // SetEncodings entries still to come (+1 until the header finished)
+	encPrev  uint32 // last entry passed
+	encExt   bool   // the list so far has −316
 
 	// Server side of the handshake.
 	srv      srvPhase
@@ -145,16 +145,14 @@ type Stream struct {
 	authLeft int
 
 	// Policy state.
-	mods       uint16              // modifier keys held by the viewer
+	mods       uint16              // modifier keys some server model holds
 	grp        Modifier            // groups(mods)
-	down       [maxHeld]uint32     // keys passed down and not yet up
-	nDown      int                 //
-	suppressed [maxHeld]uint32     // folded keysyms whose key-up must be dropped
-	nSupp      int                 //
+	keys       [maxHeld]heldKey    // keys passed down that some server model holds
+	nHeld      int                 //
 	ptrX, ptrY uint16              // last pointer position passed
 	ptrMask    uint8               // last button mask passed (bit 7 cleared)
 	ptrExtra   uint8               // last extended buttons passed
-	inject     [maxHeld*8 + 7]byte // key-ups and button release to send
+	inject     [MaxReleaseLen]byte // key-ups and button release to send
 	nInject    int
 	events     Event
 
@@ -205,7 +203,7 @@ func (s *Stream) SetInteractor(i Interactor) []byte {
 // AtBoundary reports whether the client stream is between messages, where
 // bytes of the proxy's own may be inserted.
 func (s *Stream) AtBoundary() bool {
-	return s.phase == phMessages && s.remain == 0 && s.held == 0
+	return s.phase == phMessages && s.remain == 0 && s.held == 0 && s.encLeft == 0
 }
 
 // TakeEvents returns the events since the last call and clears them.
@@ -239,10 +237,10 @@ func (s *Stream) ExtendedMouseButtons() bool { return s.extMouse }
 func (s *Stream) Feed(p []byte, w io.Writer) error {
 	// Fast path: one whole KeyEvent or PointerEvent per chunk at a message
 	// boundary, as noVNC sends them (one message per WebSocket frame).
-	if s.remain == 0 && s.held == 0 && s.nInject == 0 && s.phase == phMessages && s.err == nil {
+	if s.remain == 0 && s.held == 0 && s.nInject == 0 && s.encLeft == 0 && s.phase == phMessages && s.err == nil {
 		if len(p) == 8 && p[0] == MsgKeyEvent {
 			s.Stats.Messages++
-			if s.key(p[1] != 0, binary.BigEndian.Uint32(p[4:8]), 0) {
+			if s.key(p[1] != 0, binary.BigEndian.Uint32(p[4:8]), 0, false) {
 				return s.emit(w, p)
 			}
 			return nil
@@ -278,9 +276,6 @@ func (s *Stream) Feed(p []byte, w io.Writer) error {
 					return err
 				}
 				run = -1
-			}
-			if s.scanEnc {
-				s.scanEncodings(p[i : i+k])
 			}
 			i += k
 			s.remain -= int64(k)
@@ -451,6 +446,9 @@ func (s *Stream) fail(w io.Writer, p []byte, run, i int, err error) error {
 func (s *Stream) itemNeed(b []byte) (int, int64, error) {
 	switch s.phase {
 	case phMessages:
+		if s.encLeft > 0 {
+			return 4, 4, nil // one SetEncodings entry
+		}
 		return s.msgNeed(b)
 	case phVersion:
 		return 12, 12, nil
@@ -492,10 +490,14 @@ func (s *Stream) decide(pre []byte) (bool, error) {
 	case phAuth, phInit:
 		return true, nil
 	}
+	if s.encLeft > 0 {
+		s.encoding(pre)
+		return true, nil
+	}
 	s.msgType = pre[0]
 	switch pre[0] {
 	case MsgKeyEvent:
-		return s.key(pre[1] != 0, binary.BigEndian.Uint32(pre[4:8]), 0), nil
+		return s.key(pre[1] != 0, binary.BigEndian.Uint32(pre[4:8]), 0, false), nil
 	case MsgPointerEvent:
 		return s.pointer(pre), nil
 	case MsgClientCutText:
@@ -506,12 +508,32 @@ func (s *Stream) decide(pre []byte) (bool, error) {
 		s.events |= EventCutText
 		return true, nil
 	case MsgSetEncodings:
-		s.scanEnc, s.encExt, s.encBytes = true, false, 0
+		// The entries follow as 4-byte items (see encoding); the +1 is
+		// this header's own finish.
+		s.encExt, s.encPrev = false, 0
+		if n := int(binary.BigEndian.Uint16(pre[2:4])); n > 0 {
+			s.encLeft = n + 1
+		}
 		return true, nil
 	case MsgQEMU:
 		if pre[1] == qemuExtendedKeyEvent {
-			return s.key(binary.BigEndian.Uint16(pre[2:4]) != 0,
-				binary.BigEndian.Uint32(pre[4:8]), binary.BigEndian.Uint32(pre[8:12])), nil
+			down := binary.BigEndian.Uint16(pre[2:4]) != 0
+			ks := binary.BigEndian.Uint32(pre[4:8])
+			if s.pol != nil && s.pol.QEMUKeys == QEMUKeysToKeysym {
+				// Layout-proof: the server gets a plain KeyEvent, acted on
+				// by keysym, which the policy judges exactly.
+				if !s.key(down, ks, 0, false) {
+					return false, nil
+				}
+				pre[0], pre[1], pre[2], pre[3] = MsgKeyEvent, 0, 0, 0
+				if down {
+					pre[1] = 1
+				}
+				s.trim = 4
+				s.Stats.Rewritten++
+				return true, nil
+			}
+			return s.key(down, ks, binary.BigEndian.Uint32(pre[8:12]), true), nil
 		}
 		return true, nil
 	case MsgSetDesktopSize:
@@ -540,25 +562,36 @@ func (s *Stream) finish() {
 	case phInit:
 		s.phase = phMessages
 	case phMessages:
-		s.Stats.Messages++
-		if s.scanEnc {
+		if s.encLeft > 0 {
+			s.encLeft--
+			if s.encLeft > 0 {
+				return // more entries of the SetEncodings list to come
+			}
 			s.extMouse = s.encExt
-			s.scanEnc = false
+		} else if s.msgType == MsgSetEncodings {
+			s.extMouse = false // an empty list
 		}
+		s.Stats.Messages++
 	}
 }
 
-func (s *Stream) scanEncodings(b []byte) {
-	for _, c := range b {
-		s.encWord = s.encWord<<8 | uint32(c)
-		s.encBytes++
-		if s.encBytes == 4 {
-			if int32(s.encWord) == EncodingExtendedMouseButtons {
-				s.encExt = true
-			}
-			s.encBytes = 0
+// encoding decides one SetEncodings entry, in place: it notes −316 and, when
+// the policy makes QEMU key events keysyms, replaces −258 (QEMU Extended Key
+// Event) with a copy of the entry before it (Raw when it is the first), which
+// changes nothing else: servers read the list as a set in order of preference.
+func (s *Stream) encoding(pre []byte) {
+	e := binary.BigEndian.Uint32(pre[:4])
+	switch int32(e) {
+	case EncodingExtendedMouseButtons:
+		s.encExt = true
+	case EncodingQEMUExtendedKeyEvent:
+		if s.pol != nil && s.pol.QEMUKeys == QEMUKeysToKeysym {
+			e = s.encPrev
+			binary.BigEndian.PutUint32(pre[:4], e)
+			s.Stats.Rewritten++
 		}
 	}
+	s.encPrev = e
 }
 
 // Security types whose traffic after authentication stays plain RFB and whose

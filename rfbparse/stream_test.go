@@ -18,6 +18,7 @@ func TestMessageTypes(t *testing.T) {
 		pass   bool
 		out    []byte // what passes when msg is rewritten; nil: msg unchanged
 		ext    bool   // Policy.ExtendedMouseButtons
+		qemu   bool   // Policy.QEMUKeys = QEMUKeysPass
 		reason DropReason
 	}{
 		{name: "SetPixelFormat", msg: setPF(), pass: true},
@@ -25,7 +26,8 @@ func TestMessageTypes(t *testing.T) {
 		{name: "SetEncodings", msg: setEnc(0, 1, 7, -223, -224, -239, -316), pass: true},
 		{name: "FramebufferUpdateRequest", msg: fbur(true, 1, 2, 1024, 768), pass: true},
 		{name: "KeyEvent down", msg: keyDown('a'), pass: true},
-		{name: "KeyEvent up", msg: keyUp('a'), pass: true},
+		{name: "KeyEvent up", pre: keyDown('a'), msg: keyUp('a'), pass: true},
+		{name: "KeyEvent up of no key held", msg: keyUp('a'), reason: DropUnmatched},
 		{name: "PointerEvent", msg: ptrEv(1, 10, 20), pass: true},
 		{name: "PointerEvent bit7 without -316 is 6 bytes", msg: ptrEv(0x81, 10, 20), pass: true},
 		// By default a 7-byte event goes on as a 6-byte one: bit 7 cleared,
@@ -55,7 +57,10 @@ func TestMessageTypes(t *testing.T) {
 		{name: "gii device BE", msg: giiMsg(2, true, bytes.Repeat([]byte{9}, 300)), pass: true},
 		{name: "gii inject LE", msg: giiMsg(0, false, bytes.Repeat([]byte{9}, 24)), reason: DropGII},
 		{name: "gii inject BE", msg: giiMsg(0, true, bytes.Repeat([]byte{9}, 24)), reason: DropGII},
-		{name: "QEMU ExtendedKeyEvent", msg: qemuKey(true, 'a', 0x1e), pass: true},
+		{name: "QEMU ExtendedKeyEvent", msg: qemuKey(true, 'a', 0x1e), pass: true, out: keyDown('a')},
+		{name: "QEMU ExtendedKeyEvent, pass mode", msg: qemuKey(true, 'a', 0x1e), pass: true, qemu: true},
+		{name: "SetEncodings -258", msg: setEnc(1, -258, 7), pass: true, out: setEnc(1, 1, 7)},
+		{name: "SetEncodings -258, pass mode", msg: setEnc(1, -258, 7), pass: true, qemu: true},
 		{name: "QEMU audio enable", msg: qemuAudioMsg(0), pass: true},
 		{name: "QEMU audio disable", msg: qemuAudioMsg(1), pass: true},
 		{name: "QEMU audio format", msg: qemuAudioMsg(2), pass: true},
@@ -66,6 +71,9 @@ func TestMessageTypes(t *testing.T) {
 			for _, bytewise := range []bool{false, true} {
 				pol := DefaultPolicy()
 				pol.ExtendedMouseButtons = tc.ext
+				if tc.qemu {
+					pol.QEMUKeys = QEMUKeysPass
+				}
 				s := ready(t, pol, User)
 				in := cat(tc.pre, tc.msg, next)
 				var w sink
@@ -165,6 +173,7 @@ func TestCoalescedMessages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			pol := DefaultPolicy()
 			pol.ExtendedMouseButtons = tc.ext
+			pol.QEMUKeys = QEMUKeysPass
 			s := ready(t, pol, User)
 			var w sink
 			mustFeed(t, s, bytes.Clone(in), &w)
@@ -474,7 +483,7 @@ func TestPipelinedClientVersion(t *testing.T) {
 				if got := feedAll(t, s, msgs); !bytes.Equal(got, wantMsgs) {
 					t.Fatalf("messages\n% x\nwant\n% x", got, wantMsgs)
 				}
-				if s.Stats.Messages != 5 || s.Stats.Dropped[DropShortcut] != 2 {
+				if s.Stats.Messages != 5 || s.Stats.Dropped[DropShortcut] != 1 || s.Stats.Dropped[DropUnmatched] != 1 {
 					t.Fatalf("stats %+v", s.Stats)
 				}
 			})

@@ -1,0 +1,285 @@
+package rfbparse
+
+import "encoding/binary"
+
+// Key state as the servers keep it. See the package doc for the model.
+
+// Server models that may hold a key: a held key stays held until a release
+// frees it in every model (fail closed where servers differ).
+const (
+	// inTiger: TigerVNC (VNCSConnection::keyEvent) tracks a press by its XT
+	// keycode when a QEMU event carries one, else by 0x80000000|keysym; a
+	// release it does not hold is ignored, and a repeat press acts with the
+	// keysym of the first press.
+	inTiger uint8 = 1 << iota
+	// inKeycode: QEMU without -k tracks keys by XT keycode only; plain keysyms
+	// become the keycode of their key on the server's layout (US assumed).
+	inKeycode
+	// inKeysym: x11vnc, libvncserver-based servers and QEMU with -k act on
+	// keysyms: a release of a keysym (either case) frees its key.
+	inKeysym
+
+	inAll = inTiger | inKeycode | inKeysym
+)
+
+// Keysyms of the keyboard context-menu keys.
+const (
+	KeysymMenu = 0xff67
+	KeysymF10  = 0xffc7
+)
+
+// heldKey is a key press that passed and that some server model still holds.
+type heldKey struct {
+	ks   uint32 // keysym of the press
+	kc   uint32 // keycode as sent in a QEMU event (TigerVNC reads a U32); 0 for plain events
+	qemu bool   // pressed with a QEMU ExtendedKeyEvent: released with one
+	xt   uint8  // the key in the keycode model (XT, 0x80|code for e0 keys); 0 when none
+	in   uint8  // models holding it
+}
+
+// lookup is TigerVNC's identity of a key event.
+func (h *heldKey) lookup() uint32 {
+	if h.qemu && h.kc != 0 {
+		return h.kc
+	}
+	return 0x80000000 | h.ks
+}
+
+// keyOf builds the event's identities.
+func keyOf(ks, kc uint32, qemu bool) heldKey {
+	h := heldKey{ks: ks, kc: kc, qemu: qemu}
+	if qemu {
+		// QEMU reads the keycode as a U16: 0x10018 is 0x18 ('o') there.
+		// A keycode of 0 presses nothing in QEMU.
+		if c := kc & 0xffff; c != 0 && c <= 0xff {
+			h.xt = uint8(c)
+		} else if c>>8 == 0xe0 { // e0-prefixed form: 0xe0NN means 0x80|NN
+			h.xt = uint8(0x80 | c&0x7f)
+		}
+	} else {
+		h.xt = keysymXT(fold(ks))
+	}
+	return h
+}
+
+// sameKeysym reports whether two keysyms free each other's key in the
+// keysym model (the same key, either case).
+func sameKeysym(a, b uint32) bool { return a != 0 && fold(a) == fold(b) }
+
+// keyDown decides a key press.
+func (s *Stream) keyDown(ev heldKey) bool {
+	// What the press may mean: its keysym, its keycode on a US layout, and
+	// for TigerVNC the keysym of a press it already holds under the same
+	// identity (it repeats that one, whatever keysym this event carries).
+	// need: the models that do not hold the key yet.
+	k1, k2, k3 := fold(ev.ks), fold(xtKeysym[ev.xt]), uint32(0)
+	need := inAll
+	if ev.xt == 0 {
+		need &^= inKeycode
+	}
+	if ev.ks == 0 {
+		need &^= inKeysym
+	}
+	look := ev.lookup()
+	for i := range s.nHeld {
+		h := &s.keys[i]
+		if h.in&inTiger != 0 && h.lookup() == look {
+			k3 = fold(h.ks)
+			need &^= inTiger
+		}
+		if h.in&inKeycode != 0 && ev.xt != 0 && h.xt == ev.xt {
+			need &^= inKeycode
+		}
+		if h.in&inKeysym != 0 && sameKeysym(ev.ks, h.ks) {
+			need &^= inKeysym
+		}
+	}
+	if s.blocked(k1) || s.blocked(k2) || s.blocked(k3) {
+		s.events |= EventBlocked
+		s.Stats.Dropped[DropShortcut]++
+		return false
+	}
+	if need != 0 && s.nHeld == maxHeld {
+		s.Stats.Dropped[DropKeyLimit]++ // fail closed: a press the state cannot track
+		return false
+	}
+	// A model that holds the key already sees a repeat; the others hold
+	// it from now on, under this press.
+	if need != 0 {
+		ev.in = need
+		s.keys[s.nHeld] = ev
+		s.nHeld++
+	}
+	s.deriveMods()
+	if k1 == 'c' || k1 == 'v' {
+		copyMods := ModCtrl
+		if s.mac {
+			copyMods |= ModMeta | ModSuper
+			if s.mods&keyAltL != 0 { // noVNC sends Cmd as Alt_L; Option is Mode_switch
+				copyMods |= ModAlt
+			}
+		}
+		if s.grp&copyMods != 0 {
+			if k1 == 'c' {
+				s.events |= EventCopy
+			} else {
+				s.events |= EventPaste
+			}
+		}
+	}
+	return true
+}
+
+// keyUp decides a key release: it passes when it frees a held key in some
+// model, and changes nothing otherwise (servers ignore such releases).
+func (s *Stream) keyUp(ev heldKey) bool {
+	look := ev.lookup()
+	freed := false
+	n := 0
+	for i := range s.nHeld {
+		h := s.keys[i]
+		in := h.in
+		if h.lookup() == look {
+			in &^= inTiger
+		}
+		if ev.xt != 0 && h.xt == ev.xt {
+			in &^= inKeycode
+		}
+		if sameKeysym(ev.ks, h.ks) {
+			in &^= inKeysym
+		}
+		if in != h.in {
+			freed = true
+		}
+		if in != 0 {
+			h.in = in
+			s.keys[n] = h
+			n++
+		}
+	}
+	if !freed {
+		s.Stats.Dropped[DropUnmatched]++
+		return false
+	}
+	s.nHeld = n
+	s.deriveMods()
+	return true
+}
+
+// deriveMods recomputes the modifier keys any model may hold: a held key is
+// a modifier if its keysym or its keycode names one.
+func (s *Stream) deriveMods() {
+	var m uint16
+	for i := range s.nHeld {
+		h := &s.keys[i]
+		m |= modKey(h.ks) | modKey(xtKeysym[h.xt])
+	}
+	s.mods, s.grp = m, groups(m)
+}
+
+// blocked reports whether a press meaning folded keysym k is dropped: it
+// completes a forbidden shortcut, is the control character of a forbidden
+// Ctrl shortcut (typed with or without Ctrl), or opens the context menu.
+func (s *Stream) blocked(k uint32) bool {
+	if k == 0 {
+		return false
+	}
+	if s.forbidden(k) {
+		return true
+	}
+	if c := k &^ 0x1000000; c >= 0x01 && c <= 0x1f && (k == c || k>>24 == 1) {
+		letter := c | 0x40 // ^[ … ^_
+		if c <= 0x1a {
+			letter = c | 0x60 // ^A … ^Z
+		}
+		for _, sc := range s.pol.Forbidden {
+			if sc.Mods&ModCtrl != 0 && sc.Key == letter {
+				return true
+			}
+		}
+	}
+	if s.pol.RightButton != RightAllow && !s.pol.AllowContextMenuKeys {
+		if k == KeysymMenu || k == KeysymF10 && s.grp&ModShift != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// forbidden reports whether key-down k (a folded keysym) completes a
+// forbidden shortcut.
+func (s *Stream) forbidden(k uint32) bool {
+	for _, sc := range s.pol.Forbidden {
+		if sc.Key == k && s.grp&sc.Mods == sc.Mods {
+			return true
+		}
+	}
+	return false
+}
+
+// appendReleases appends a release for every held key, each with the kind of
+// event and the identity it was pressed with, and forgets them.
+func (s *Stream) appendReleases(b []byte) []byte {
+	for i := s.nHeld - 1; i >= 0; i-- {
+		h := &s.keys[i]
+		if h.qemu {
+			b = append(b, MsgQEMU, qemuExtendedKeyEvent, 0, 0)
+			b = binary.BigEndian.AppendUint32(b, h.ks)
+			b = binary.BigEndian.AppendUint32(b, h.kc)
+		} else {
+			b = binary.BigEndian.AppendUint32(append(b, MsgKeyEvent, 0, 0, 0), h.ks)
+		}
+	}
+	s.nHeld = 0
+	s.deriveMods()
+	return b
+}
+
+// appendButtonRelease appends a PointerEvent with no button at the last
+// position when a button is held.
+func (s *Stream) appendButtonRelease(b []byte) []byte {
+	if s.ptrMask == 0 && s.ptrExtra == 0 {
+		return b
+	}
+	ext := s.ptrExtra != 0 && s.extMouse
+	b = append(b, MsgPointerEvent, 0)
+	if ext {
+		b[len(b)-1] = 0x80
+	}
+	b = binary.BigEndian.AppendUint16(b, s.ptrX)
+	b = binary.BigEndian.AppendUint16(b, s.ptrY)
+	if ext {
+		b = append(b, 0)
+	}
+	s.ptrMask, s.ptrExtra = 0, 0
+	return b
+}
+
+// queueRelease queues key-ups for every key held on the server and a button
+// release at the last pointer position.
+func (s *Stream) queueRelease() {
+	b := s.appendReleases(s.inject[:s.nInject])
+	b = s.appendButtonRelease(b)
+	s.nInject = len(b)
+}
+
+// MaxReleaseLen is the most bytes [Stream.ReleaseAll] appends.
+const MaxReleaseLen = maxHeld*12 + 7
+
+// ReleaseAll is for the end of a session (closed, or replaced by another
+// viewer): it appends to buf (give it MaxReleaseLen bytes of room to avoid an
+// allocation) the messages that release every key and button the server
+// holds for this viewer, including releases still queued by
+// [Stream.SetInteractor], and forgets them. It appends nothing when the server
+// is in the middle of a message the viewer sent (a long clipboard transfer):
+// inserted bytes would corrupt it; servers then release what the client held
+// when it disconnects (TigerVNC does).
+func (s *Stream) ReleaseAll(buf []byte) []byte {
+	if s.pol == nil || s.phase != phMessages || s.encLeft > 0 || s.remain > 0 && s.bodyPass {
+		return buf
+	}
+	buf = append(buf, s.inject[:s.nInject]...)
+	s.nInject = 0
+	buf = s.appendReleases(buf)
+	return s.appendButtonRelease(buf)
+}

@@ -189,6 +189,8 @@ func xtToKeysym(code uint32) uint32 {
 		return ksSuperL
 	case 0xdc:
 		return ksSuperR
+	case 0xdd:
+		return 0xff67 // Menu
 	}
 	return 0
 }
@@ -249,13 +251,19 @@ type refPolicy struct {
 // The default policy: Ctrl+O, right button stripped.
 var defaultRef = refPolicy{forbidden: []shortcut{{gCtrl, 'o'}}}
 
-// refState is the reference's per-stream policy state.
+// refState is the reference's per-stream policy state. Under the default
+// (layout-proof) policy every key reaches the server as a plain KeyEvent, so
+// the README's three server models key a press by: its exact keysym
+// (TigerVNC), the US key that types it (QEMU), its keysym in either case
+// (keysym servers). A press is held while any model holds it.
 type refState struct {
 	pol       refPolicy
 	ext       bool
-	held      map[uint32]bool // modifier keysyms held (by keysym or keycode)
-	down      []uint32        // keysyms passed down and not yet up (max 16)
-	supp      []uint32        // folded keysyms whose key-up is dropped (max 16)
+	tiger     map[uint32]int // keysym → press id
+	kcode     map[uint32]int // US XT keycode → press id
+	ksym      map[uint32]int // lower-cased keysym → press id
+	press     map[int]uint32 // press id → keysym
+	nextID    int
 	msgs      int
 	drops     int
 	rewritten int
@@ -263,19 +271,34 @@ type refState struct {
 }
 
 func newRefState(pol refPolicy) *refState {
-	return &refState{pol: pol, held: map[uint32]bool{}}
+	return &refState{pol: pol, tiger: map[uint32]int{}, kcode: map[uint32]int{}, ksym: map[uint32]int{}, press: map[int]uint32{}}
 }
 
+// usKeycode is the XT keycode of the US key typing keysym ks, 0 if none.
+func usKeycode(ks uint32) uint32 {
+	k := lowerKey(ks)
+	for c := uint32(1); c < 0x100; c++ {
+		if k != 0 && xtToKeysym(c) == k {
+			return c
+		}
+	}
+	return 0
+}
+
+// groups is the modifier groups of the presses any model holds.
 func (r *refState) groups() int {
 	g := 0
-	for k, h := range r.held {
-		if h {
-			g |= modGroup(k)
+	for _, mp := range []map[uint32]int{r.tiger, r.kcode, r.ksym} {
+		for _, id := range mp {
+			g |= modGroup(r.press[id])
 		}
 	}
 	return g
 }
 
+// isForbidden: k (folded) completes a forbidden shortcut, is the control
+// character (^A–^Z, ^[–^_, plain or Unicode) of a forbidden Ctrl shortcut, or
+// is a context-menu key (Menu, Shift+F10) while the right button is not allowed.
 func (r *refState) isForbidden(k uint32) bool {
 	if k == 0 {
 		return false
@@ -285,8 +308,15 @@ func (r *refState) isForbidden(k uint32) bool {
 		if sc.key == k && g&sc.mods == sc.mods {
 			return true
 		}
+		c := k
+		if c >= 0x1000001 && c <= 0x100001f {
+			c -= 0x1000000
+		}
+		if sc.mods&gCtrl != 0 && c >= 1 && c <= 0x1f && (c <= 26 && sc.key == 'a'+c-1 || c > 26 && sc.key == '@'+c) {
+			return true
+		}
 	}
-	return false
+	return r.pol.right != 2 && (k == 0xff67 || k == 0xffc7 && g&gShift != 0)
 }
 
 func indexOf(list []uint32, v uint32) int {
@@ -305,53 +335,74 @@ func remove(list []uint32, v uint32) ([]uint32, bool) {
 	return list, false
 }
 
-// key decides a key event: keysym ks and, for QEMU events, the keysym of
-// its keycode (0 when none).
-func (r *refState) key(down bool, ks, ks2 uint32) bool {
-	for _, k := range []uint32{ks, ks2} {
-		if modGroup(k) != 0 {
-			r.held[k] = down
-		}
-	}
-	if !down {
-		if len(r.supp) > 0 {
-			var a, b bool
-			r.supp, a = remove(r.supp, lowerKey(ks))
-			if ks2 != 0 {
-				r.supp, b = remove(r.supp, lowerKey(ks2))
-			}
-			if (a || b) && indexOf(r.down, ks) < 0 && (ks2 == 0 || indexOf(r.down, ks2) < 0) {
-				return false // the key-up of a dropped key-down
-			}
-		}
-		if r.pol.agent {
-			return false
-		}
-		r.down, _ = remove(r.down, ks)
-		return true
-	}
+// key decides a plain key event with keysym ks.
+func (r *refState) key(down bool, ks uint32) bool {
 	if r.pol.agent {
 		return false
 	}
-	k := lowerKey(ks)
-	if r.isForbidden(k) || ks2 != 0 && r.isForbidden(lowerKey(ks2)) {
-		if indexOf(r.down, ks) < 0 {
-			for _, f := range []uint32{k, lowerKey(ks2)} {
-				if f != 0 && indexOf(r.supp, f) < 0 && len(r.supp) < 16 {
-					r.supp = append(r.supp, f)
-				}
-			}
+	kc, lk := usKeycode(ks), lowerKey(ks)
+	_, a := r.tiger[ks]
+	_, b := r.kcode[kc]
+	_, c := r.ksym[lk]
+	b = b && kc != 0
+	c = c && ks != 0
+	if !down {
+		if !a && !b && !c {
+			return false // a release of no held key
 		}
+		delete(r.tiger, ks)
+		if b {
+			delete(r.kcode, kc)
+		}
+		if c {
+			delete(r.ksym, lk)
+		}
+		r.gc()
+		return true
+	}
+	if r.isForbidden(lk) {
 		r.events |= 8
 		return false
 	}
-	r.supp, _ = remove(r.supp, k)
-	if indexOf(r.down, ks) < 0 {
-		if len(r.down) == 16 {
-			return false
-		}
-		r.down = append(r.down, ks)
+	b = b || kc == 0
+	c = c || ks == 0
+	if a && b && c {
+		return r.copyPaste(lk)
 	}
+	if len(r.press) == 16 {
+		return false // fail closed: more keys than tracked
+	}
+	id := r.nextID
+	r.nextID++
+	r.press[id] = ks
+	if !a {
+		r.tiger[ks] = id
+	}
+	if !b {
+		r.kcode[kc] = id
+	}
+	if !c {
+		r.ksym[lk] = id
+	}
+	return r.copyPaste(lk)
+}
+
+// gc forgets presses no model holds.
+func (r *refState) gc() {
+	live := map[int]bool{}
+	for _, mp := range []map[uint32]int{r.tiger, r.kcode, r.ksym} {
+		for _, id := range mp {
+			live[id] = true
+		}
+	}
+	for id := range r.press {
+		if !live[id] {
+			delete(r.press, id)
+		}
+	}
+}
+
+func (r *refState) copyPaste(k uint32) bool {
 	if (k == 'c' || k == 'v') && r.groups()&gCtrl != 0 {
 		if k == 'c' {
 			r.events |= 1
@@ -369,7 +420,7 @@ func (r *refState) decide(m []byte) (pass bool, keep int) {
 	keep = len(m)
 	switch m[0] {
 	case tKey:
-		return r.key(m[1] != 0, binary.BigEndian.Uint32(m[4:]), 0), keep
+		return r.key(m[1] != 0, binary.BigEndian.Uint32(m[4:])), keep
 	case tPointer:
 		if r.pol.agent {
 			return false, keep
@@ -404,9 +455,17 @@ func (r *refState) decide(m []byte) (pass bool, keep int) {
 		}
 		return !r.pol.agent, keep
 	case tQEMU:
-		if m[1] == 0 {
-			return r.key(binary.BigEndian.Uint16(m[2:]) != 0, binary.BigEndian.Uint32(m[4:]),
-				xtToKeysym(binary.BigEndian.Uint32(m[8:]))), keep
+		if m[1] == 0 { // layout-proof: sent on as a plain KeyEvent of its keysym
+			down := binary.BigEndian.Uint16(m[2:]) != 0
+			if !r.key(down, binary.BigEndian.Uint32(m[4:])) {
+				return false, keep
+			}
+			m[0], m[1], m[2], m[3] = tKey, 0, 0, 0
+			if down {
+				m[1] = 1
+			}
+			r.rewritten++
+			return true, 8
 		}
 	}
 	return true, keep
@@ -450,6 +509,21 @@ func refMessages(b []byte, st *refState) refResult {
 						st.ext = true
 					}
 				}
+			}
+		}
+		if m[0] == tSetEncodings { // −258 becomes a copy of the entry before it (Raw first)
+			prev := uint32(0)
+			for i := 4; i+4 <= len(m); i += 4 {
+				e := binary.BigEndian.Uint32(m[i:])
+				if int32(e) == -258 {
+					e = prev
+					binary.BigEndian.PutUint32(m[i:], e)
+					st.rewritten++
+				}
+				prev = e
+			}
+			if !complete { // entries pass whole
+				m = m[:4+(len(m)-4)/4*4]
 			}
 		}
 		if pass {

@@ -319,22 +319,6 @@ func (r *refState) isForbidden(k uint32) bool {
 	return r.pol.right != 2 && (k == 0xff67 || k == 0xffc7 && g&gShift != 0)
 }
 
-func indexOf(list []uint32, v uint32) int {
-	for i, x := range list {
-		if x == v {
-			return i
-		}
-	}
-	return -1
-}
-
-func remove(list []uint32, v uint32) ([]uint32, bool) {
-	if i := indexOf(list, v); i >= 0 {
-		return append(list[:i:i], list[i+1:]...), true
-	}
-	return list, false
-}
-
 // key decides a plain key event with keysym ks.
 func (r *refState) key(down bool, ks uint32) bool {
 	if r.pol.agent {

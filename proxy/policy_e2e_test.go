@@ -270,6 +270,7 @@ func TestE2EPolicyBypassTable(t *testing.T) {
 
 	cases := []struct {
 		name   string
+		pass   bool     // QEMU key events passed with their keycodes
 		frames [][]byte // one element per WebSocket frame
 		want   [][]byte // what the server must record, in order
 	}{
@@ -351,15 +352,56 @@ func TestE2EPolicyBypassTable(t *testing.T) {
 		},
 		{
 			name: "QEMU ExtendedKeyEvent smuggling Ctrl+O",
-			// keysym 'a' but XT keycode 0x18 ('o'): servers may act on the keycode.
+			// keysym 'a' but XT keycode 0x18 ('o'): servers may act on the
+			// keycode. Layout-proof default: the keycode never reaches the
+			// server, which gets the keysym 'a' the policy judged.
+			frames: [][]byte{keyMsg(down, ctrlL), qemuKeyMsg(down, 'a', 0x18), qemuKeyMsg(up, 'a', 0x18),
+				keyMsg(up, ctrlL), qemuKeyMsg(down, 'a', 0x1e), qemuKeyMsg(up, 'a', 0x1e)},
+			want: [][]byte{keyMsg(down, ctrlL), aDown, aUp, keyMsg(up, ctrlL), aDown, aUp},
+		},
+		{
+			name: "QEMU ExtendedKeyEvent smuggling Ctrl+O, keycodes passed",
+			pass: true,
 			frames: [][]byte{keyMsg(down, ctrlL), qemuKeyMsg(down, 'a', 0x18), qemuKeyMsg(up, 'a', 0x18),
 				keyMsg(up, ctrlL), qemuKeyMsg(down, 'a', 0x1e), qemuKeyMsg(up, 'a', 0x1e)},
 			want: [][]byte{keyMsg(down, ctrlL), keyMsg(up, ctrlL), qemuKeyMsg(down, 'a', 0x1e), qemuKeyMsg(up, 'a', 0x1e)},
 		},
+		{
+			name: "issue sequence A: QEMU Ctrl released with another keycode, keycodes passed",
+			pass: true,
+			// TigerVNC ignores the release: Ctrl stays held, o is dropped.
+			frames: [][]byte{qemuKeyMsg(down, ctrlL, 0x1d), qemuKeyMsg(up, ctrlL, 0x1e), oDown, oUp, qemuKeyMsg(down, 'o', 0x18)},
+			want:   [][]byte{qemuKeyMsg(down, ctrlL, 0x1d), qemuKeyMsg(up, ctrlL, 0x1e)},
+		},
+		{
+			name: "issue sequence B: plain release of a QEMU-pressed Ctrl, keycodes passed",
+			pass: true,
+			frames: [][]byte{qemuKeyMsg(down, ctrlL, 0x1d), keyMsg(up, ctrlL), oDown, oUp,
+				qemuKeyMsg(up, ctrlL, 0x1d), oDown},
+			want: [][]byte{qemuKeyMsg(down, ctrlL, 0x1d), keyMsg(up, ctrlL), qemuKeyMsg(up, ctrlL, 0x1d), oDown},
+		},
+		{
+			name:   "SetEncodings -258 replaced",
+			frames: [][]byte{setEncodingsMsg(16, -258, -316)[:9], setEncodingsMsg(16, -258, -316)[9:]},
+			want:   [][]byte{setEncodingsMsg(16, 16, -316)},
+		},
+		{
+			name:   "control character and Menu key",
+			frames: [][]byte{keyMsg(down, 0x0f), keyMsg(up, 0x0f), keyMsg(down, 0x100000f), keyMsg(down, rfbparse.KeysymMenu), aDown},
+			want:   [][]byte{aDown},
+		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			e := startE2E(t, rfbparse.User, nil)
+			var tweak func(*proxy.Config)
+			if tc.pass {
+				tweak = func(c *proxy.Config) {
+					pol := *rfbparse.DefaultPolicy()
+					pol.QEMUKeys = rfbparse.QEMUKeysPass
+					c.Policy = &pol
+				}
+			}
+			e := startE2E(t, rfbparse.User, tweak)
 			e.send(tc.frames...)
 			e.expectUpstream(tc.want...)
 			if errs := e.vnc.Errors(); len(errs) > 0 {
@@ -436,4 +478,114 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// passPolicy is the default policy with QEMU key events passed with their
+// keycodes.
+func passPolicy(c *proxy.Config) {
+	pol := *rfbparse.DefaultPolicy()
+	pol.QEMUKeys = rfbparse.QEMUKeysPass
+	c.Policy = &pol
+}
+
+// nextMsgs reads n recorded messages (from any connection).
+func nextMsgs(t *testing.T, e *e2e, n int) [][]byte {
+	t.Helper()
+	var got [][]byte
+	for len(got) < n {
+		m, err := e.vnc.Next(ctxT(t))
+		if err != nil {
+			t.Fatalf("after %d messages: %v\n%s", len(got), err, dumpMsgs(got))
+		}
+		got = append(got, m.Raw)
+	}
+	return got
+}
+
+// TestE2EHandOverReleasesAsPressed: when control goes to the agent, every key
+// the user holds is released with the kind of event and identity it was
+// pressed with (a QEMU release with the press's keycode), the button at the
+// last position; the viewer's own later releases are dropped, and after
+// take-control a bare o is a bare o on the server.
+func TestE2EHandOverReleasesAsPressed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		tweak func(*proxy.Config)
+		ctrl  []byte // Ctrl as it reaches the server, down
+		rel   []byte // and its release
+	}{
+		{"keycodes passed", passPolicy, qemuKeyMsg(true, ctrlL, 0x1d), qemuKeyMsg(false, ctrlL, 0x1d)},
+		{"layout-proof default", nil, keyMsg(true, ctrlL), keyMsg(false, ctrlL)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
+			cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+			if tc.tweak != nil {
+				tc.tweak(&cfg)
+			}
+			_, addr := startProxy(t, cfg)
+			const q = "/v1/stream/%s/browser_session/pbs_2?client_id=c2"
+			path := func(ch string) string { return strings.Replace(q, "%s", ch, 1) }
+			mc := dialMessages(t, addr, path("messages"))
+			mc.expect("interactor", "interactor", "user")
+			e := &e2e{t: t, vnc: vnc, addr: addr}
+			e.connect(path("vnc"), nil)
+
+			e.send(qemuKeyMsg(true, ctrlL, 0x1d), keyMsg(true, 'a'), ptrMsg(1, 40, 50))
+			e.expectUpstream(tc.ctrl, keyMsg(true, 'a'), ptrMsg(1, 40, 50))
+			mc.send(map[string]string{"kind": "cede-control"})
+			mc.expect("interactor", "interactor", "agent")
+			// The releases, last pressed first, then the button.
+			e.expectUpstream(keyMsg(false, 'a'), tc.rel, ptrMsg(0, 40, 50))
+			// The viewer's own releases come too late: dropped.
+			e.send(keyMsg(false, ctrlL), qemuKeyMsg(false, ctrlL, 0x1d), keyMsg(false, 'a'), ptrMsg(0, 40, 50))
+			e.expectUpstream()
+			mc.send(map[string]string{"kind": "take-control"})
+			mc.expect("interactor", "interactor", "user")
+			e.send(keyMsg(true, 'o'), keyMsg(false, 'o'))
+			e.expectUpstream(keyMsg(true, 'o'), keyMsg(false, 'o'))
+		})
+	}
+}
+
+// TestE2EEndReleasesHeldKeys: a session that ends (viewer closes, or another
+// viewer of the same client replaces it) releases on its upstream what the
+// viewer held, each key as it was pressed.
+func TestE2EEndReleasesHeldKeys(t *testing.T) {
+	t.Run("viewer closes", func(t *testing.T) {
+		e := startE2E(t, rfbparse.User, passPolicy)
+		e.send(qemuKeyMsg(true, ctrlL, 0x1d), keyMsg(true, shiftL))
+		e.expectUpstream(qemuKeyMsg(true, ctrlL, 0x1d), keyMsg(true, shiftL))
+		if err := e.view.WriteFrame(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "")); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := nextMsgs(t, e, 2), [][]byte{keyMsg(false, shiftL), qemuKeyMsg(false, ctrlL, 0x1d)}; !equalMsgs(got, want) {
+			t.Fatalf("server received:\n%s\nwant:\n%s", dumpMsgs(got), dumpMsgs(want))
+		}
+		if err := e.up.WaitDone(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("replaced", func(t *testing.T) {
+		vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
+		cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+		passPolicy(&cfg)
+		_, addr := startProxy(t, cfg)
+		p := "/v1/stream/vnc/task/tsk_2?client_id=c3"
+		first := &e2e{t: t, vnc: vnc, addr: addr}
+		first.connect(p, nil)
+		first.send(qemuKeyMsg(true, ctrlL, 0x1d), ptrMsg(4|1, 7, 8))
+		first.expectUpstream(qemuKeyMsg(true, ctrlL, 0x1d), ptrMsg(1, 7, 8))
+		second := &e2e{t: t, vnc: vnc, addr: addr}
+		second.connect(p, nil)
+		if err := first.up.WaitDone(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := nextMsgs(t, first, 2), [][]byte{qemuKeyMsg(false, ctrlL, 0x1d), ptrMsg(0, 7, 8)}; !equalMsgs(got, want) {
+			t.Fatalf("server received:\n%s\nwant:\n%s", dumpMsgs(got), dumpMsgs(want))
+		}
+		// The new viewer starts with nothing held: a bare o passes.
+		second.send(keyMsg(true, 'o'))
+		second.expectUpstream(keyMsg(true, 'o'))
+	})
 }

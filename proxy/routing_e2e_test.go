@@ -220,6 +220,9 @@ func TestE2ERouting(t *testing.T) {
 		e.connect("/v1/stream/vnc/browser_session/bs1?apikey=key-a", nil)
 		e.send(keyMsg(true, 'a'), keyMsg(true, ctrlL), keyMsg(true, 'o'))
 		e.expectUpstream(keyMsg(true, 'a'), keyMsg(true, ctrlL)) // policy applies on routed sessions
+		// Nothing left held, so the session's end releases nothing on vncA.
+		e.send(keyMsg(false, ctrlL), keyMsg(false, 'a'))
+		e.expectUpstream(keyMsg(false, ctrlL), keyMsg(false, 'a'))
 	})
 	t.Run("task x-api-key header via ws upstream", func(t *testing.T) {
 		e := &e2e{t: t, vnc: vncB, srv: srv, addr: addr}

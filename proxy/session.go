@@ -847,6 +847,7 @@ func (s *session) end(code ws.StatusCode, reason string) {
 }
 
 func (s *session) closeUpstream() {
+	s.releaseHeld()
 	s.unpause()
 	_ = s.flushUp()
 	if s.up != nil {

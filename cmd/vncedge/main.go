@@ -53,6 +53,8 @@ type options struct {
 	vncPort                                              int
 	origins, forbidden, rightButton, logFormat, logLevel string
 	allowXVP, noPolicy, showVersion, extMouse            bool
+	qemuKeys                                             string
+	allowMenuKeys                                        bool
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
 	livenessPeriod, controlGrace                         time.Duration
 	pingInterval, idleTimeout, maxDuration, drainWindow  time.Duration
@@ -106,6 +108,8 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.rightButton, "right-button", "strip", "right mouse button: strip, drop or allow")
 	fs.BoolVar(&o.allowXVP, "allow-xvp", false, "pass xvp power-control messages (shutdown, reboot)")
 	fs.BoolVar(&o.extMouse, "extended-mouse-buttons", false, "pass 7-byte ExtendedMouseButtons pointer events (only if every VNC server supports them)")
+	fs.StringVar(&o.qemuKeys, "qemu-keys", "keysym", "QEMU extended key events: keysym (sent on as plain key events, -258 taken out of SetEncodings: layout-proof) or pass (keycodes reach the server)")
+	fs.BoolVar(&o.allowMenuKeys, "allow-context-menu-keys", false, "pass the Menu key and Shift+F10 (dropped unless --right-button allow)")
 	fs.BoolVar(&o.noPolicy, "no-policy", false, "relay viewer input uninspected (also allows encrypted security types)")
 	fs.DurationVar(&o.dialTimeout, "dial-timeout", 10*time.Second, "upstream resolve + dial + handshake timeout")
 	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "time a viewer has to send its upgrade request")
@@ -206,6 +210,10 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		}
 		pol.AllowXVP = o.allowXVP
 		pol.ExtendedMouseButtons = o.extMouse
+		if pol.QEMUKeys, err = rfbparse.ParseQEMUKeys(o.qemuKeys); err != nil {
+			return cfg, nil, fmt.Errorf("--qemu-keys: %w", err)
+		}
+		pol.AllowContextMenuKeys = o.allowMenuKeys
 		cfg.Policy = pol
 	}
 	if o.upstreamCA != "" {

@@ -34,6 +34,8 @@ var packages = map[string]string{
 	"xeyes":      "x11-apps",
 	"xsetroot":   "x11-xserver-utils",
 	"xdotool":    "xdotool",
+	"xev":        "x11-utils",
+	"setxkbmap":  "x11-xkb-utils",
 	"chromium":   "chromium",
 }
 

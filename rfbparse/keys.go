@@ -94,7 +94,13 @@ func (s *Stream) keyDown(ev heldKey) bool {
 			need &^= inKeysym
 		}
 	}
-	if s.blocked(k1) || s.blocked(k2) || s.blocked(k3) {
+	if k2 == k1 {
+		k2 = 0
+	}
+	if k3 == k1 || k3 == k2 {
+		k3 = 0
+	}
+	if s.blocked(k1) || k2 != 0 && s.blocked(k2) || k3 != 0 && s.blocked(k3) {
 		s.events |= EventBlocked
 		s.Stats.Dropped[DropShortcut]++
 		return false

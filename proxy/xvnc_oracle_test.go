@@ -357,8 +357,10 @@ func oracleCases() []oracleCase {
 		{"releases of unpressed keys", [][]byte{k(up, cL), q(up, cL, 0x1d), k(down, cL), k(up, cR), q(up, cR, 0x9d), k(down, 'o'), k(up, 'o'), k(up, cL)},
 			nil},
 		{"lookup collision keycode 0x8000ffe3", [][]byte{k(down, cL), q(up, 'x', 0x8000ffe3), k(down, 'o'), k(up, 'o'), k(up, cL)}, nil},
+		// Default Xvnc types o for the first press (its keysym) and would
+		// repeat o under Ctrl; -RawKeyboard types the keycode's a.
 		{"TigerVNC repeats the first keysym of a keycode", [][]byte{q(down, 'o', 0x1e), k(down, cL), q(down, 'a', 0x1e), q(up, 'a', 0x1e), k(up, cL)},
-			[]xevKey{press('o', 0)}},
+			nil},
 		{"keysym a with the keycode of o under Ctrl", [][]byte{k(down, cL), q(down, 'a', 0x18), q(up, 'a', 0x18), k(up, cL)}, nil},
 		{"o held, Ctrl, autorepeat of o", [][]byte{k(down, 'o'), k(down, cL), k(down, 'o'), k(down, 'o'), k(up, 'o'), k(up, cL)},
 			[]xevKey{press('o', 0)}},
@@ -374,16 +376,24 @@ func oracleCases() []oracleCase {
 }
 
 // TestXvncOracle runs every case through vncedge into Xvnc, with QEMU key
-// events sent on as keysyms (the default) and passed with their keycodes.
+// events sent on as keysyms (the default) and passed with their keycodes,
+// against a default Xvnc (acting on keysyms) and one with -RawKeyboard
+// (acting on keycodes, under its US keymap).
 func TestXvncOracle(t *testing.T) {
 	for _, mode := range []rfbparse.QEMUKeys{rfbparse.QEMUKeysToKeysym, rfbparse.QEMUKeysPass} {
-		t.Run("qemu-keys="+mode.String(), func(t *testing.T) {
-			o := startOracle(t, policyWith(mode))
-			for _, tc := range oracleCases() {
-				o.send(tc.msgs...)
-				o.check(tc.name, o.sync(), tc.want...)
-			}
-		})
+		for _, raw := range []bool{false, true} {
+			t.Run(fmt.Sprintf("qemu-keys=%s/raw=%v", mode, raw), func(t *testing.T) {
+				var args []string
+				if raw {
+					args = append(args, "-RawKeyboard")
+				}
+				o := startOracle(t, policyWith(mode), args...)
+				for _, tc := range oracleCases() {
+					o.send(tc.msgs...)
+					o.check(tc.name, o.sync(), tc.want...)
+				}
+			})
+		}
 	}
 }
 

@@ -368,6 +368,15 @@ func oracleCases() []oracleCase {
 			nil},
 		{"Menu and Shift+F10", [][]byte{k(down, rfbparse.KeysymMenu), k(up, rfbparse.KeysymMenu), k(down, sh), k(down, rfbparse.KeysymF10), k(up, rfbparse.KeysymF10), k(up, sh), q(down, 'a', 0xdd), q(up, 'a', 0xdd), k(down, rfbparse.KeysymF10), k(up, rfbparse.KeysymF10)},
 			[]xevKey{press(sh, 0), press(rfbparse.KeysymF10, 0)}},
+		{"Ctrl by keycode only, then o", [][]byte{q(down, 0, 0x1d), k(down, 'o'), q(down, 'o', 0x18), k(up, 'o'), q(up, 0, 0x1d), k(down, 'o'), k(up, 'o')},
+			[]xevKey{press('o', 0)}},
+		{"o carrying Ctrl's keycode under Ctrl", [][]byte{k(down, cL), q(down, 'o', 0x1d), q(up, 'o', 0x1d), k(up, cL), k(down, 'o'), k(up, 'o')},
+			[]xevKey{press(cL, 0), press('o', 0)}},
+		{"release storm of Ctrl lookalikes, then o", [][]byte{q(down, cL, 0x1d), k(up, cL), q(up, cL, 0), q(up, cL, 0x9d), q(up, cR, 0x1d|0x10000), q(up, 'a', 0x8000ffe3),
+			k(down, 'o'), k(up, 'o'), q(up, cL, 0x1d)}, nil},
+		{"caps lock O under Ctrl", [][]byte{k(down, cL), k(down, 'O'), k(up, 'O'), k(down, 0x100004f), k(up, 0x100004f), k(up, cL)}, []xevKey{press(cL, 0)}},
+		{"held table full, then Ctrl and o", append(append(tapDown("1234567890bdefgh"), k(down, cL), k(down, 'o'), k(up, 'o'), k(up, cL)),
+			append(tapUp("1234567890bdefgh"), k(down, 'o'), k(up, 'o'))...), []xevKey{press('h', 0), press('o', 0)}},
 		{"legitimate typing: Shift, AltGr, autorepeat, QEMU", [][]byte{k(down, sh), k(down, 'H'), k(up, 'H'), k(up, sh), q(down, 'i', 0x17), q(up, 'i', 0x17),
 			k(down, ksLevel3), k(down, ksEuro), k(up, ksEuro), k(up, ksLevel3), k(down, 'x'), k(down, 'x'), k(down, 'x'), k(up, 'x'),
 			q(down, cL, 0x1d), q(down, 'c', 0x2e), q(up, 'c', 0x2e), q(up, cL, 0x1d)},
@@ -411,6 +420,22 @@ func TestXvncOracleSplits(t *testing.T) {
 		}
 		o.check(fmt.Sprintf("sequence %d at every cut", si), o.sync(), repeatPress('a', 0x4, len(s)-1)...)
 	}
+}
+
+func tapDown(keys string) [][]byte {
+	var out [][]byte
+	for _, c := range keys {
+		out = append(out, keyMsg(true, uint32(c)))
+	}
+	return out
+}
+
+func tapUp(keys string) [][]byte {
+	var out [][]byte
+	for _, c := range keys {
+		out = append(out, keyMsg(false, uint32(c)))
+	}
+	return out
 }
 
 func repeatPress(ks, state uint32, n int) []xevKey {

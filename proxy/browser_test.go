@@ -268,6 +268,22 @@ func applyDefaultPolicy(msgs [][]byte) [][]byte {
 		if k, _, ok := keyOf(m); ok && (k == 'o' || k == 'O') {
 			continue
 		}
+		// Layout-proof: −258 becomes the entry before it, QEMU key events
+		// plain KeyEvents of their keysym.
+		if m[0] == 2 {
+			m = append([]byte(nil), m...)
+			for i := 4; i+4 <= len(m); i += 4 {
+				if int32(binary.BigEndian.Uint32(m[i:])) == pseudoEncodingQEMUExtKey {
+					copy(m[i:i+4], m[i-4:i])
+				}
+			}
+		}
+		if k, down, ok := keyOf(m); ok && m[0] == msgQEMU {
+			m = []byte{msgKeyEvent, 0, 0, 0, byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)}
+			if down {
+				m[1] = 1
+			}
+		}
 		if m[0] == msgPointer && m[1]&buttonRight != 0 {
 			m = append([]byte(nil), m...)
 			m[1] &^= buttonRight
@@ -422,7 +438,9 @@ func TestBrowserNoVNCPolicy(t *testing.T) {
 		setup  func(t *testing.T)
 	}{
 		{"KeyEvent", msgKeyEvent, func(*testing.T) {}},
-		{"QEMUExtendedKeyEvent", msgQEMU, func(t *testing.T) {
+		// noVNC sends QEMU key events; the default policy passes them on as
+		// plain KeyEvents (checked against what noVNC sent below).
+		{"QEMUExtendedKeyEvent", msgKeyEvent, func(t *testing.T) {
 			// A FramebufferUpdate with one pseudo-rectangle announces
 			// QEMU ExtendedKeyEvent support. noVNC answers each finished
 			// update with an incremental request: once it has answered
@@ -508,7 +526,15 @@ func TestBrowserNoVNCPolicy(t *testing.T) {
 			if string(hs) != "RFB 003.008\n\x01\x01" {
 				t.Errorf("noVNC's handshake %q, want version 3.8, security None, shared", hs)
 			}
-			var sentO, sentRight bool
+			var sentO, sentRight, sentQEMU bool
+			for _, m := range msgs { // the first phase precedes the switch to QEMU key events
+				if _, _, ok := keyOf(m); ok && m[0] == msgQEMU {
+					sentQEMU = true
+				}
+			}
+			if sentQEMU != (ph.name == "QEMUExtendedKeyEvent") {
+				t.Errorf("noVNC sent QEMU key events: %v, want %v", sentQEMU, ph.name == "QEMUExtendedKeyEvent")
+			}
 			for _, m := range msgs {
 				if k, _, ok := keyOf(m); ok && k == 'o' {
 					sentO = true

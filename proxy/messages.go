@@ -101,27 +101,21 @@ type outMessage struct {
 }
 
 // resolveMessages runs off the loop for a message channel: authenticate and
-// resolve the session (nothing is dialed), then open the channel on the loop.
-func (s *session) resolveMessages() {
-	cfg := &s.srv.cfg
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
-	defer cancel()
-	route, err := cfg.Resolver.Resolve(ctx, s.req)
+// resolve the session (nothing is dialed), then open the channel on the loop
+// (messagesResolved). Like dial, it reads no session field.
+func (j *dialJob) resolveMessages() {
+	defer j.cancel()
+	route, err := j.srv.cfg.Resolver.Resolve(j.ctx, j.req)
 	if err != nil {
-		s.failDial(resolveStatus(cfg, err, s.req))
+		j.finish(failResult(resolveStatus(&j.srv.cfg, err, j.req)), messagesResolved)
 		return
 	}
-	if cfg.MaxPerOrg > 0 {
-		if he := s.srv.admitOrg(route.Organization); he != nil {
-			s.failDial(he)
-			return
-		}
-		s.orgCounted.Store(true)
+	r := &dialResult{route: route}
+	if he := j.takeOrg(r); he != nil {
+		j.finish(failResult(he), messagesResolved)
+		return
 	}
-	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		s.openMessages(route)
-		return nil
-	}))
+	j.finish(r, messagesResolved)
 }
 
 // openMessages answers 101 and pairs the channel, on the loop.

@@ -1,0 +1,138 @@
+package fuzz
+
+import (
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"vncedge/proxy/proxytest/rfbtest"
+)
+
+// attackN scales the loop counts (VNCEDGE_ATTACK_N overrides the default).
+func attackN(def int) int {
+	if n, err := strconv.Atoi(os.Getenv("VNCEDGE_ATTACK_N")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// hammer runs n tries of f over workers goroutines.
+func hammer(n, workers int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestAttackCloseDuringDial: viewers that send a complete upgrade request and
+// close at once (FIN or RST), thousands of times, must neither race nor crash
+// vncedge (issue 13: a nil span in AnnotateSession killed the process within
+// ~200 tries). Two upstreams: one that answers at once (the close lands
+// anywhere in resolve/dial/enroll) and a ws:// one that never answers its
+// handshake (every close lands mid-dial, which must be cancelled: goroutines
+// and descriptors return to baseline).
+func TestAttackCloseDuringDial(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	mute, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers the ws handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	var held sync.WaitGroup
+	var mu sync.Mutex
+	var mutes []net.Conn
+	accepted := make(chan struct{}, 1<<16)
+	held.Add(1)
+	go func() {
+		defer held.Done()
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			mutes = append(mutes, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	defer func() {
+		mute.Close()
+		held.Wait()
+		for _, c := range mutes {
+			c.Close()
+		}
+	}()
+
+	for _, tc := range []struct {
+		name, target string
+		n            int
+	}{
+		{"tcp", "tcp://" + vnc.Addr(), 3000},
+		{"ws-mute", "ws://" + mute.Addr().String() + "/", 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startEdge(t, "--target", tc.target)
+			base := p.fds()
+			baseG := p.metric("go_goroutines")
+			n := attackN(tc.n)
+			req := upgradeRequest(p.addr, "/websockify")
+			var failed atomic.Int64
+			hammer(n, 8, func(i int) {
+				c, err := net.Dial("tcp", p.addr)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				_, _ = c.Write(req)
+				if tc.name == "ws-mute" {
+					// Close only once a dial reached the upstream (one per
+					// viewer): every close lands in the ws handshake.
+					select {
+					case <-accepted:
+					case <-time.After(10 * time.Second):
+						failed.Add(1)
+					}
+				}
+				if i%2 == 1 {
+					_ = c.(*net.TCPConn).SetLinger(0) // RST
+				}
+				_ = c.Close()
+			})
+			p.alive()
+			if f := failed.Load(); f > int64(n/100) {
+				t.Fatalf("%d of %d connects failed", f, n)
+			}
+			if !settle(20*time.Second, func() bool { return p.fds() <= base+4 && p.metric("go_goroutines") <= baseG+4 }) {
+				t.Fatalf("after %d close-during-dial viewers: %d fds (baseline %d), %v goroutines (baseline %v)",
+					n, p.fds(), base, p.metric("go_goroutines"), baseG)
+			}
+			p.alive()
+			if tc.name == "ws-mute" {
+				mu.Lock()
+				reached := len(mutes)
+				mu.Unlock()
+				if reached < n-int(failed.Load()) { // else the closes did not land mid-dial
+					t.Fatalf("only %d of %d viewers reached the dial", reached, n)
+				}
+			}
+			t.Logf("%d tries: alive, %d fds (baseline %d), VmHWM %d kB", n, p.fds(), base, p.status("VmHWM"))
+		})
+	}
+}

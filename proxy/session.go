@@ -54,6 +54,7 @@ type session struct {
 	orgHeld    bool
 	ip         string
 	pingsOut   int   // pings sent and not answered
+	pongOwed   bool  // a pong was queued and the viewer's outbound was not empty after
 	lastViewer int64 // coarse unix ns of the last viewer read
 
 	mode uint8 // modeVNC or modeMessages
@@ -651,7 +652,7 @@ func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {
 	switch op {
 	case ws.OpPing:
 		if s.state == stRelay {
-			s.sendControl(s.viewer, ws.OpPong, payload, false)
+			s.pongViewer(payload)
 		}
 	case ws.OpPong:
 		s.pingsOut = 0

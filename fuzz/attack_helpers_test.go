@@ -3,6 +3,7 @@ package fuzz
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,8 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
+
+	"vncedge/proxy/wsframe"
 )
 
 // The attack suite runs the built vncedge binary (with the race detector,
@@ -239,4 +245,73 @@ func dialFrom(src, addr string) (net.Conn, error) {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 	}
 	return d.Dial("tcp", addr)
+}
+
+// clientFrame is one masked client frame.
+func clientFrame(op ws.OpCode, payload []byte) []byte {
+	mask := [4]byte{1, 2, 3, 4}
+	var hdr [wsframe.MaxHeaderSize]byte
+	n := wsframe.PutHeader(hdr[:], ws.Header{Fin: true, OpCode: op, Masked: true, Mask: mask, Length: int64(len(payload))})
+	out := append(hdr[:n:n], payload...)
+	ws.Cipher(out[n:], mask, 0)
+	return out
+}
+
+// openRaw opens a WebSocket to path from src with a small receive buffer
+// (so a client that stops reading fills up fast) and reads the 101 head.
+func openRaw(t *testing.T, src, addr, path string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: 10 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(upgradeRequest(addr, path)); err != nil {
+		t.Fatal(err)
+	}
+	head, err := readHead(c)
+	if err != nil || !strings.HasPrefix(head, "HTTP/1.1 101") {
+		t.Fatalf("upgrade of %s: %q %v", path, head, err)
+	}
+	return c
+}
+
+// readHead reads an HTTP response head byte by byte (nothing past it).
+func readHead(c net.Conn) (string, error) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	var b []byte
+	one := make([]byte, 1)
+	for !bytes.HasSuffix(b, []byte("\r\n\r\n")) {
+		if _, err := c.Read(one); err != nil {
+			return string(b), err
+		}
+		b = append(b, one[0])
+		if len(b) > 16<<10 {
+			return string(b), errors.New("head too long")
+		}
+	}
+	return string(b), nil
+}
+
+// flood writes batch over and over to c until total bytes went out, d
+// passed, or the peer stopped taking them (closed, or a write stalled for
+// 2 s: it does not read, so TCP pushes back). It returns the bytes written.
+func flood(c net.Conn, batch []byte, total int64, d time.Duration) int64 {
+	var sent int64
+	end := time.Now().Add(d)
+	for sent < total && time.Now().Before(end) {
+		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Write(batch)
+		sent += int64(n)
+		if err != nil {
+			break
+		}
+	}
+	return sent
 }

@@ -1,14 +1,19 @@
 package fuzz
 
 import (
+	"bytes"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+
+	"vncedge/proxy"
 	"vncedge/proxy/proxytest/rfbtest"
 )
 
@@ -133,6 +138,101 @@ func TestAttackCloseDuringDial(t *testing.T) {
 				}
 			}
 			t.Logf("%d tries: alive, %d fds (baseline %d), VmHWM %d kB", n, p.fds(), base, p.status("VmHWM"))
+		})
+	}
+}
+
+// silentListener accepts connections and never answers (a stalled CDP
+// endpoint or upstream); closed at cleanup.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// floodRSSBound is the most a single flooding viewer may add to vncedge's
+// peak RSS (VmHWM), race detector included. Before issue 13 a ping flood
+// added 1.2–3.7 GB, 15 MiB of bad JSON 680 MB.
+const floodRSSBound = 96 << 10 // kB
+
+// TestAttackViewerFloods: one viewer that never reads floods pings, bad JSON
+// or clipboard pastes (to a DevTools endpoint that never answers); vncedge's
+// peak RSS must stay within floodRSSBound of its baseline, the process must
+// live, and the flood must not start a goroutine per message.
+func TestAttackViewerFloods(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cdp := silentListener(t)
+	ping := bytes.Repeat(clientFrame(ws.OpPing, bytes.Repeat([]byte{'p'}, 125)), 512)
+	badJSON := bytes.Repeat(clientFrame(ws.OpText, []byte("{x")), 8192)
+	paste := clientFrame(ws.OpText, []byte(`{"kind":"clipboard-paste","text":"`+strings.Repeat("v", proxy.MaxClipboardText-64)+`"}`))
+	msgs := "/v1/stream/messages/browser_session/pbs_flood?client_id=c1"
+	for _, tc := range []struct {
+		name, path string
+		batch      []byte
+		total      int64
+	}{
+		{"ping-vnc", "/websockify", ping, 256 << 20},
+		{"ping-messages", msgs, ping, 256 << 20},
+		{"bad-json", msgs, badJSON, 64 << 20},
+		{"paste-silent-cdp", msgs, paste, 256 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--cdp-url", "http://"+cdp, "--control", "user")
+			base, baseG := p.status("VmHWM"), p.metric("go_goroutines")
+			c := openRaw(t, "", p.addr, tc.path)
+			defer c.Close()
+			var peakG float64
+			stop := make(chan struct{})
+			watched := make(chan struct{})
+			go func() { // goroutines while the flood runs
+				defer close(watched)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+					peakG = max(peakG, p.metric("go_goroutines"))
+				}
+			}()
+			sent := flood(c, tc.batch, tc.total, 3*time.Second)
+			close(stop)
+			<-watched
+			p.alive()
+			hwm := p.status("VmHWM")
+			t.Logf("%s: sent %d MiB; VmHWM %d kB (baseline %d kB, +%d kB); goroutines peak %v (baseline %v)",
+				tc.name, sent>>20, hwm, base, hwm-base, peakG, baseG)
+			if hwm-base > floodRSSBound {
+				t.Errorf("peak RSS grew by %d kB (bound %d kB)", hwm-base, floodRSSBound)
+			}
+			if peakG > baseG+16 {
+				t.Errorf("goroutines rose to %v during the flood (baseline %v)", peakG, baseG)
+			}
 		})
 	}
 }

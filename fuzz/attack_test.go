@@ -2,6 +2,7 @@ package fuzz
 
 import (
 	"bytes"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -235,4 +236,180 @@ func TestAttackViewerFloods(t *testing.T) {
 			}
 		})
 	}
+}
+
+// refusedOrClosed reads from c until EOF or error (bounded) and returns what
+// it read: the HTTP refusal, if any.
+func refusedOrClosed(c net.Conn) (string, error) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return string(b), err
+	}
+	return string(b), nil
+}
+
+// TestAttackIdleSocketsPerIP: with --max-per-ip 5, 60 idle sockets from one
+// address (no byte sent): the 55 beyond the cap are refused (429) and closed
+// at once, the 5 within it still upgrade. Before issue 13 all 60 stayed open.
+func TestAttackIdleSocketsPerIP(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--max-per-ip", "5")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 60; i++ {
+		c, err := dialFrom("127.0.0.2", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Another address is not affected.
+	other := openRaw(t, "127.0.0.3", p.addr, "/websockify")
+	other.Close()
+	for i, c := range conns[5:] {
+		got, err := refusedOrClosed(c)
+		if err != nil {
+			t.Fatalf("idle socket %d beyond the cap still open: %v", 5+i, err)
+		}
+		if !strings.HasPrefix(got, "HTTP/1.1 429") {
+			t.Fatalf("idle socket %d beyond the cap: got %q, want a 429", 5+i, got)
+		}
+	}
+	for i, c := range conns[:5] {
+		if _, err := c.Write(upgradeRequest(p.addr, "/websockify")); err != nil {
+			t.Fatal(err)
+		}
+		if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 101") {
+			t.Fatalf("socket %d within the cap: %q %v", i, head, err)
+		}
+	}
+	p.alive()
+}
+
+// TestAttackHandshakeTimeout: sockets that send nothing, or a request head a
+// byte at a time (slowloris), are closed once --handshake-timeout passes.
+func TestAttackHandshakeTimeout(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--handshake-timeout", "300ms")
+	base := p.fds()
+	idle, err := dialFrom("127.0.0.4", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	slow, err := dialFrom("127.0.0.4", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		req := upgradeRequest(p.addr, "/websockify")
+		for i := 0; i < len(req)-1; i++ { // never completes the head
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond): // the attack is the pacing
+			}
+			if _, err := slow.Write(req[i : i+1]); err != nil {
+				return
+			}
+		}
+	}()
+	began := time.Now()
+	for name, c := range map[string]net.Conn{"idle": idle, "slowloris": slow} {
+		if _, err := refusedOrClosed(c); err != nil {
+			t.Fatalf("%s socket still open after %v: %v", name, time.Since(began), err)
+		}
+	}
+	if !settle(10*time.Second, func() bool { return p.fds() <= base }) {
+		t.Fatalf("descriptors: %d, baseline %d", p.fds(), base)
+	}
+	p.alive()
+}
+
+// TestAttackOrgSlots: with --max-per-org 2, failed dials (502) and viewers
+// leaving mid-dial must give their organization's slot back: afterwards two
+// healthy sessions of that organization open, and a third gets 429.
+func TestAttackOrgSlots(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	mute := silentListener(t)
+	deadLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := deadLn.Addr().String()
+	deadLn.Close() // connection refused
+	file := t.TempDir() + "/sessions.yaml"
+	yaml := "organizations:\n  - id: o1\n    api_keys: [k1]\nsessions:\n" +
+		"  - {kind: browser_session, id: pbs_ok, organization: o1, upstream: 'tcp://" + vnc.Addr() + "'}\n" +
+		"  - {kind: browser_session, id: pbs_dead, organization: o1, upstream: 'tcp://" + dead + "'}\n" +
+		"  - {kind: browser_session, id: pbs_mute, organization: o1, upstream: 'ws://" + mute + "/'}\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startEdge(t, "--sessions", file, "--max-per-org", "2", "--dial-timeout", "20s")
+	path := func(id string) string { return "/v1/stream/vnc/browser_session/" + id + "?client_id=c&apikey=k1" }
+	try := func(id string) (net.Conn, string) {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(upgradeRequest(p.addr, path(id))); err != nil {
+			t.Fatal(err)
+		}
+		head, _ := readHead(c)
+		return c, head
+	}
+	for i := 0; i < 5; i++ {
+		c, head := try("pbs_dead")
+		c.Close()
+		if !strings.HasPrefix(head, "HTTP/1.1 502") {
+			t.Fatalf("dial of a dead upstream: %q, want 502", head)
+		}
+	}
+	for i := 0; i < 5; i++ { // leave while the ws handshake hangs
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(upgradeRequest(p.addr, path("pbs_mute")))
+		c.Close()
+	}
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for len(open) < 2 {
+		var c net.Conn
+		var head string
+		// A slot given back by a cancelled dial returns a moment after the
+		// viewer's close: retry within a bound.
+		ok := settle(10*time.Second, func() bool {
+			c, head = try("pbs_ok")
+			if strings.HasPrefix(head, "HTTP/1.1 101") {
+				return true
+			}
+			c.Close()
+			return false
+		})
+		if !ok {
+			t.Fatalf("healthy session %d of the organization: %q (slots leaked)", len(open)+1, head)
+		}
+		open = append(open, c)
+	}
+	c, head := try("pbs_ok")
+	c.Close()
+	if !strings.HasPrefix(head, "HTTP/1.1 429") {
+		t.Fatalf("third session with --max-per-org 2: %q, want 429", head)
+	}
+	p.alive()
 }

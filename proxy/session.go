@@ -187,7 +187,6 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return s.reject(err)
 	}
-	s.ip = ipOf(s.viewer.RemoteAddr())
 	s.req = req
 	if tr := s.srv.cfg.Tracing; tr != nil {
 		_, kind, id, _ := ParseStreamPath(req.Path)
@@ -195,10 +194,6 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 			ClientID: req.Query.Get("client_id"), Viewer: addrString(s.viewer.RemoteAddr()), Start: s.start})
 		tr.SessionOpened()
 	}
-	if he := s.srv.admit(s.ip); he != nil {
-		return s.reject(he)
-	}
-	s.admitted = true
 	_, _ = c.Discard(n) // pipelined bytes stay in gnet's buffer until the relay starts
 	s.req, s.proto, s.state = req, proto, stDialing
 	s.deadline.Store(0) // the dial has its own timeout
@@ -508,6 +503,7 @@ func (r *resumeCheck) Run(context.Context) error {
 	conn, err := net.FileConn(f)
 	f.Close()
 	s.pausedFD = -1
+	s.srv.conns.Add(-1) // the paused socket; conn is counted again in OnOpen
 	if err != nil {
 		s.end(ws.StatusInternalServerError, "upstream-resume-failed")
 		return nil
@@ -524,6 +520,7 @@ func (r *resumeCheck) Run(context.Context) error {
 func (s *session) unpause() {
 	if s.paused && s.pausedFD >= 0 {
 		_ = syscall.Close(s.pausedFD)
+		s.srv.conns.Add(-1) // the paused socket was still counted (OnClose)
 	}
 	s.paused, s.pausedFD = false, -1
 	if s.resumeTimer != nil {

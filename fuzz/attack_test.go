@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -410,6 +412,57 @@ func TestAttackOrgSlots(t *testing.T) {
 	c.Close()
 	if !strings.HasPrefix(head, "HTTP/1.1 429") {
 		t.Fatalf("third session with --max-per-org 2: %q, want 429", head)
+	}
+	p.alive()
+}
+
+// TestAttackIDs: ids that are dot segments (plain or percent-encoded), hold an
+// encoded slash, or sit behind an encoded slash are refused with 404 and
+// never reach the control plane; a valid id reaches it path-escaped.
+func TestAttackIDs(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	cp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.EscapedPath())
+		mu.Unlock()
+		http.Error(w, "no such session", http.StatusNotFound)
+	}))
+	defer cp.Close()
+	p := startEdge(t, "--control-plane", cp.URL+"/sessions")
+	for _, target := range []string{
+		"/v1/stream/vnc/browser_session/.",
+		"/v1/stream/vnc/browser_session/..",
+		"/v1/stream/vnc/browser_session/%2e%2e",
+		"/v1/stream/vnc/browser_session/%2E",
+		"/v1/stream/vnc/browser_session/a%2Fb",
+		"/v1/stream/vnc/browser_session/..%2F..%2Fadmin",
+		"/v1/stream%2Fvnc/browser_session/pbs_1",
+		"/api/v1/stream/messages/task/%2e%2e",
+		"/v1/stream/vnc/browser_session/" + strings.Repeat("a", proxy.MaxIDLength+1),
+	} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(upgradeRequest(p.addr, target+"?client_id=c&apikey=k"))
+		head, _ := readHead(c)
+		c.Close()
+		if !strings.HasPrefix(head, "HTTP/1.1 404") {
+			t.Errorf("%s: %q, want 404", target, head)
+		}
+	}
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write(upgradeRequest(p.addr, "/v1/stream/vnc/browser_session/pbs_ok.1?client_id=c&apikey=k"))
+	head, _ := readHead(c)
+	c.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != "/sessions/browser_session/pbs_ok.1" {
+		t.Fatalf("control plane saw %q (want only the valid id); its answer gave %q", seen, head)
 	}
 	p.alive()
 }

@@ -187,6 +187,9 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return s.reject(err)
 	}
+	if err := checkStreamTarget(req); err != nil {
+		return s.reject(err)
+	}
 	s.req = req
 	if tr := s.srv.cfg.Tracing; tr != nil {
 		_, kind, id, _ := ParseStreamPath(req.Path)

@@ -210,7 +210,9 @@ func TestAttackChaos(t *testing.T) {
 	}
 }
 
-func goodCutText(g, r int) string { return fmt.Sprintf("good-%d-round-%d-%s", g, r, bytes.Repeat([]byte{'z'}, 64)) }
+func goodCutText(g, r int) string {
+	return fmt.Sprintf("good-%d-round-%d-%s", g, r, bytes.Repeat([]byte{'z'}, 64))
+}
 
 // goodSession is one well-behaved viewer: each round sends a ClientCutText
 // and reads a full framebuffer, which must equal the server's.

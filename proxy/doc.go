@@ -11,4 +11,27 @@
 // Viewer to server goes through an rfbparse.Stream, which applies input policy
 // and hands on the passed byte ranges: raw for tcp:// upstreams, re-framed and
 // masked in place for ws:// and wss:// ones. No step allocates per frame.
+//
+// # One owner per field
+//
+// Every field of a session belongs to its viewer's event loop: it is read and
+// written only in gnet callbacks of the session's two conns and in tasks run
+// with EventLoop().Execute on that loop. Goroutines that work for a session
+// (the dial or resolve goroutine, liveness checks, clipboard calls, the
+// resume timer, the ticker) never touch a session field. What they need is
+// copied for them on the loop when they start (a dialJob: context, span,
+// request, logger; a clipboard call's context and logger), and what they
+// produce goes back through Execute, where the loop checks that the session
+// still wants it (a dial result that arrives after the viewer left is
+// released there: its conn closed, its organization slot given back).
+//
+// The exceptions are documented atomics and immutable fields:
+//   - session.viewer and session.srv are set before the session is shared and
+//     never change; gnet's Conn.EventLoop, AsyncWrite and Close are safe from
+//     any goroutine, RemoteAddr is not (gnet clears it on close).
+//   - session.deadline and session.nextCheck are atomics the ticker reads;
+//     session.published is the route for the liveness checker.
+//   - pair fields are guarded by registry.mu, pair.lastCutText is an atomic,
+//     and a pair's clipboard client has its own mutex.
+//   - Server counters and caps are atomics or guarded by Server.mu.
 package proxy

@@ -16,7 +16,6 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"vncedge/proxy/upgrade"
-	"vncedge/proxy/wsframe"
 	"vncedge/rfbparse"
 	"vncedge/tracing"
 )
@@ -101,27 +100,21 @@ type outMessage struct {
 }
 
 // resolveMessages runs off the loop for a message channel: authenticate and
-// resolve the session (nothing is dialed), then open the channel on the loop.
-func (s *session) resolveMessages() {
-	cfg := &s.srv.cfg
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
-	defer cancel()
-	route, err := cfg.Resolver.Resolve(ctx, s.req)
+// resolve the session (nothing is dialed), then open the channel on the loop
+// (messagesResolved). Like dial, it reads no session field.
+func (j *dialJob) resolveMessages() {
+	defer j.cancel()
+	route, err := j.srv.cfg.Resolver.Resolve(j.ctx, j.req)
 	if err != nil {
-		s.failDial(resolveStatus(cfg, err, s.req))
+		j.finish(failResult(resolveStatus(&j.srv.cfg, err, j.req)), messagesResolved)
 		return
 	}
-	if cfg.MaxPerOrg > 0 {
-		if he := s.srv.admitOrg(route.Organization); he != nil {
-			s.failDial(he)
-			return
-		}
-		s.orgCounted.Store(true)
+	r := &dialResult{route: route}
+	if he := j.takeOrg(r); he != nil {
+		j.finish(failResult(he), messagesResolved)
+		return
 	}
-	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		s.openMessages(route)
-		return nil
-	}))
+	j.finish(r, messagesResolved)
 }
 
 // openMessages answers 101 and pairs the channel, on the loop.
@@ -210,7 +203,7 @@ func (s *session) handleMessage(in *inMessage) {
 		}
 		s.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, true)
 	case "clipboard-copy":
-		go s.srv.copyText(s.traceCtx(), s.logger(), p)
+		s.startCopy(p, s)
 	case "clipboard-paste", "ask-for-clipboard-response":
 		if in.Text == nil {
 			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text is required"}, true)
@@ -220,29 +213,23 @@ func (s *session) handleMessage(in *inMessage) {
 			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text over 1 MiB"}, true)
 			return
 		}
-		go s.srv.pasteText(s.traceCtx(), s.logger(), p, in.Kind, *in.Text)
+		s.startPaste(in.Kind, *in.Text)
 	default:
 		s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "unknown message kind"}, true)
 	}
 }
 
 // sendMessage writes a JSON text frame to a message channel; onLoop says
-// whether the caller runs on the channel's loop.
+// whether the caller runs on the channel's loop (else it is handed there).
+// Either way it counts against the channel's outbound cap (viewerout.go).
 func (s *session) sendMessage(m outMessage, onLoop bool) {
-	body, err := json.Marshal(m)
-	if err != nil {
+	if !onLoop {
+		s.postMessage(&m)
 		return
 	}
-	var hdr [wsframe.MaxHeaderSize]byte
-	n := wsframe.PutHeader(hdr[:], ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(body))})
-	frame := append(hdr[:n:n], body...)
-	if onLoop {
-		if s.state == stRelay {
-			_, _ = s.viewer.Write(frame)
-		}
-		return
+	if body := messageFrame(&m); body != nil {
+		s.writeMessage(body)
 	}
-	_ = s.viewer.AsyncWrite(frame, nil)
 }
 
 // controlChange applies a change of control to a VNC channel, on its loop:
@@ -283,10 +270,11 @@ func (s *session) onEvents(ev rfbparse.Event) {
 	}
 	if ev&rfbparse.EventCopy != 0 {
 		s.events.Add("vnc.clipboard", attribute.String("op", "copy"))
-		go s.srv.copyText(s.traceCtx(), s.logger(), p)
+		_, msg := s.srv.reg.peers(p)
+		s.startCopy(p, msg)
 	}
 	if ev&rfbparse.EventPaste != 0 && time.Since(time.Unix(0, p.lastCutText.Load())) > pasteAfterCutText {
-		if _, msg := s.srv.reg.peers(p); msg != nil {
+		if msg := s.srv.reg.ask(p, time.Now()); msg != nil { // only while the user has control
 			msg.sendMessage(outMessage{Kind: "ask-for-clipboard"}, false)
 		}
 	}

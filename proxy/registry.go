@@ -25,8 +25,10 @@ type pair struct {
 	idleSince  time.Time // both channels gone since; swept after ControlGrace
 	cdpURL     string
 	clip       clipboard
+	askedAt    time.Time // when an ask-for-clipboard was sent with the user in control; zero: none pending
 
 	lastCutText atomic.Int64 // unix ns of the viewer's last ClientCutText
+	clipBusy    atomic.Bool  // a clipboard operation is in flight (clipguard.go)
 }
 
 // registry pairs channels by channelKey. Its lock is taken only when channels
@@ -47,13 +49,18 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p = r.pairs[key]
+	if p != nil && p.vnc == nil && p.msg == nil && p.org != rt.Organization {
+		// An idle pair taken over by another organization starts fresh:
+		// nothing of the previous one (control state, a pending ask, its
+		// CDP client) carries over.
+		go p.clip.close()
+		p = nil
+	}
 	if p == nil {
 		p = &pair{key: key, org: rt.Organization}
 		r.pairs[key] = p
 	}
-	if p.vnc == nil && p.msg == nil {
-		p.org = rt.Organization // an idle pair may be taken over (only control state remains)
-	} else if p.org != rt.Organization {
+	if p.org != rt.Organization {
 		return nil, nil, 0, false
 	}
 	if !p.controlSet {
@@ -95,6 +102,9 @@ func (r *registry) setControl(p *pair, i rfbparse.Interactor) *session {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p.control, p.controlSet = i, true
+	if i != rfbparse.User {
+		p.askedAt = time.Time{} // an ask sent while the user had control is void
+	}
 	return p.vnc
 }
 

@@ -62,8 +62,28 @@ type Verifier interface {
 // Kinds of platform session a stream can belong to.
 var kinds = map[string]bool{"browser_session": true, "task": true, "workflow_run": true}
 
+// MaxIDLength bounds a platform id.
+const MaxIDLength = 128
+
+// ValidID reports whether id is a platform id vncedge accepts: 1 to
+// MaxIDLength bytes of ASCII letters, digits, '_', '-' and '.', and not "."
+// or ".." (dot segments would climb the control plane's path).
+func ValidID(id string) bool {
+	if id == "" || len(id) > MaxIDLength || id == "." || id == ".." {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // ParseStreamPath splits /v1/stream/{channel}/{kind}/{id} (also under /api)
-// into its parts; ok is false for any other path.
+// into its parts; ok is false for any other path, and for an id that is not
+// ValidID.
 func ParseStreamPath(path string) (channel, kind, id string, ok bool) {
 	path = strings.TrimPrefix(path, "/api")
 	rest, found := strings.CutPrefix(path, "/v1/stream/")
@@ -71,13 +91,55 @@ func ParseStreamPath(path string) (channel, kind, id string, ok bool) {
 		return "", "", "", false
 	}
 	parts := strings.Split(rest, "/")
-	if len(parts) != 3 || parts[2] == "" || !kinds[parts[1]] {
+	if len(parts) != 3 || !ValidID(parts[2]) || !kinds[parts[1]] {
 		return "", "", "", false
 	}
 	if parts[0] != "vnc" && parts[0] != "messages" {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true
+}
+
+// ParseStreamTarget is ParseStreamPath on the request's raw target: the path
+// is split on "/" before percent-decoding, so an encoded slash (%2F) is part
+// of a segment, never a separator, and each segment must match once decoded.
+func ParseStreamTarget(r *upgrade.Request) (channel, kind, id string, ok bool) {
+	raw, _, _ := strings.Cut(r.Target, "?")
+	if r.Target == "" { // a Request built by hand, not parsed
+		raw = r.Path
+	}
+	if !strings.Contains(raw, "%") {
+		return ParseStreamPath(raw)
+	}
+	segs := strings.Split(raw, "/")
+	for i, seg := range segs {
+		d, err := url.PathUnescape(seg)
+		if err != nil || strings.Contains(d, "/") {
+			return "", "", "", false
+		}
+		segs[i] = d
+	}
+	return ParseStreamPath(strings.Join(segs, "/"))
+}
+
+// checkStreamTarget refuses (404) a request under a stream route's prefix
+// whose raw target is not a valid stream route: a bad or dot-segment id, an
+// encoded slash. Other paths are the resolver's to judge.
+func checkStreamTarget(r *upgrade.Request) error {
+	raw, _, _ := strings.Cut(r.Target, "?")
+	if !IsStreamPath(r.Path) && !IsStreamPath(raw) {
+		return nil
+	}
+	if _, _, _, ok := ParseStreamTarget(r); !ok {
+		return &upgrade.Error{Status: http.StatusNotFound, Message: "unknown route"}
+	}
+	return nil
+}
+
+// IsStreamPath reports whether path is under a stream route's prefix
+// (/v1/stream/ or /api/v1/stream/), valid or not.
+func IsStreamPath(path string) bool {
+	return strings.HasPrefix(strings.TrimPrefix(path, "/api"), "/v1/stream/")
 }
 
 // ParseUpstream parses and checks an upstream URL.

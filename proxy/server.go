@@ -404,6 +404,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	sess := newSession(s, c)
 	c.SetContext(sess)
+	if a := sess.admitOpen(); a != gnet.None {
+		return nil, a // over a cap: refused at accept, before any byte is read
+	}
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
 	s.mu.Unlock()
@@ -424,7 +427,9 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 
 // OnClose implements gnet.EventHandler.
 func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
-	s.conns.Add(-1)
+	if up, ok := c.Context().(*upstreamConn); !ok || !up.s.paused {
+		s.conns.Add(-1) // a paused upstream's socket stays open (pausedFD): still counted
+	}
 	switch x := c.Context().(type) {
 	case *session:
 		x.viewerClosed(err)

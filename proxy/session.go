@@ -47,12 +47,14 @@ type session struct {
 	// nextCheck (unix ns, 0 = none) is when the ticker runs relayCheck:
 	// keepalive pings, idle and maximum-duration limits.
 	nextCheck atomic.Int64
-	gone      atomic.Bool // viewer closed: the dialer need not enroll
 
 	admitted   bool
-	orgCounted atomic.Bool // set by the dialer goroutine
+	dialCancel context.CancelFunc // stops the dial or resolve in flight (stDialing)
+	org        string             // organization whose slot this session holds (orgHeld)
+	orgHeld    bool
 	ip         string
 	pingsOut   int   // pings sent and not answered
+	pongOwed   bool  // a pong was queued and the viewer's outbound was not empty after
 	lastViewer int64 // coarse unix ns of the last viewer read
 
 	mode uint8 // modeVNC or modeMessages
@@ -185,7 +187,9 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return s.reject(err)
 	}
-	s.ip = ipOf(s.viewer.RemoteAddr())
+	if err := checkStreamTarget(req); err != nil {
+		return s.reject(err)
+	}
 	s.req = req
 	if tr := s.srv.cfg.Tracing; tr != nil {
 		_, kind, id, _ := ParseStreamPath(req.Path)
@@ -193,19 +197,15 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 			ClientID: req.Query.Get("client_id"), Viewer: addrString(s.viewer.RemoteAddr()), Start: s.start})
 		tr.SessionOpened()
 	}
-	if he := s.srv.admit(s.ip); he != nil {
-		return s.reject(he)
-	}
-	s.admitted = true
 	_, _ = c.Discard(n) // pipelined bytes stay in gnet's buffer until the relay starts
 	s.req, s.proto, s.state = req, proto, stDialing
 	s.deadline.Store(0) // the dial has its own timeout
 	if ch, _, _, ok := ParseStreamPath(req.Path); ok && ch == "messages" {
 		s.mode = modeMessages
-		go s.resolveMessages()
+		go s.newDialJob().resolveMessages()
 		return gnet.None
 	}
-	go s.dial()
+	go s.newDialJob().dial()
 	return gnet.None
 }
 
@@ -230,27 +230,26 @@ func (s *session) reject(err error) gnet.Action {
 	return gnet.Close
 }
 
-// dial runs off the loop: resolve, dial, then enroll the upstream on the
-// viewer's loop (its OnOpen continues there). Never waits on the enroll result.
-func (s *session) dial() {
-	cfg := &s.srv.cfg
-	ctx, cancel := context.WithTimeout(s.traceCtx(), cfg.DialTimeout)
-	defer cancel()
-	route, err := s.resolve(ctx)
+// dial runs off the loop: resolve, take the organization's slot, dial, then
+// hand the upstream to the viewer's loop (dialDone enrolls it there). It
+// reads no session field: everything comes from j, results go back through
+// the loop.
+func (j *dialJob) dial() {
+	defer j.cancel()
+	cfg := &j.srv.cfg
+	route, err := j.resolveRoute()
 	if err != nil {
-		s.failDial(resolveStatus(cfg, err, s.req))
+		j.finish(failResult(resolveStatus(cfg, err, j.req)), dialDone)
 		return
 	}
-	if cfg.MaxPerOrg > 0 {
-		if he := s.srv.admitOrg(route.Organization); he != nil {
-			s.failDial(he)
-			return
-		}
-		s.orgCounted.Store(true)
+	r := &dialResult{route: route}
+	if he := j.takeOrg(r); he != nil {
+		j.finish(failResult(he), dialDone)
+		return
 	}
-	dialCtx, dialSpan := ctx, trace.Span(nil)
+	dialCtx, dialSpan := j.ctx, trace.Span(nil)
 	if tr := cfg.Tracing; tr != nil {
-		dialCtx, dialSpan = tr.StartChild(ctx, tracing.SpanDial)
+		dialCtx, dialSpan = tr.StartChild(j.ctx, tracing.SpanDial)
 	}
 	began := time.Now()
 	conn, early, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing)
@@ -259,41 +258,17 @@ func (s *session) dial() {
 		tracing.EndChild(dialSpan, err)
 	}
 	if err != nil {
-		s.logger().Warn("upstream dial failed", "err", tracing.Redact(err.Error()))
-		s.failDial(dialStatus(err))
-		return
-	}
-	if s.gone.Load() {
-		conn.Close()
-		return
-	}
-	up := &upstreamConn{s: s, early: early, route: route}
-	if _, err := s.viewer.EventLoop().Enroll(gnet.NewContext(context.Background(), up), conn); err != nil {
-		conn.Close()
-		s.failDial(&upgrade.Error{Status: http.StatusServiceUnavailable, Message: "shutting down"})
-	}
-}
-
-// resolve runs the Resolver in a child span, off the loop.
-func (s *session) resolve(ctx context.Context) (*Route, error) {
-	tr := s.srv.cfg.Tracing
-	if tr == nil {
-		return s.srv.cfg.Resolver.Resolve(ctx, s.req)
-	}
-	rctx, span := tr.StartChild(ctx, tracing.SpanResolve)
-	began := time.Now()
-	route, err := s.srv.cfg.Resolver.Resolve(rctx, s.req)
-	var he *upgrade.Error
-	tr.ControlPlaneLatency("resolve", time.Since(began), err == nil || errors.As(err, &he) && he.Status < 500)
-	tracing.EndChild(span, err)
-	if err == nil {
-		info := tracing.SessionInfo{Kind: route.Kind, ID: route.ID, Organization: route.Organization, ClientID: route.ClientID}
-		if u := route.Upstream; u != nil {
-			info.UpstreamScheme, info.UpstreamHost = u.Scheme, u.Host
+		if j.ctx.Err() == context.Canceled {
+			j.discard(r) // the viewer left: nobody to answer
+			return
 		}
-		tr.AnnotateSession(s.span, info)
+		j.log.Warn("upstream dial failed", "err", tracing.Redact(err.Error()))
+		j.discard(r)
+		j.finish(failResult(dialStatus(err)), dialDone)
+		return
 	}
-	return route, err
+	r.conn, r.early = conn, early
+	j.finish(r, dialDone)
 }
 
 // traceCtx is the session span's context (for children), or Background.
@@ -375,27 +350,21 @@ func resolveStatus(cfg *Config, err error, r *upgrade.Request) *upgrade.Error {
 // the upgrade; it is stripped before anything is written.
 const compatMarker = "X-Vncedge-Resolve"
 
-// failDial answers the waiting viewer with an HTTP error, on its loop.
-func (s *session) failDial(he *upgrade.Error) {
-	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if s.state != stDialing {
-			return nil
-		}
-		resolveErr := false
-		if n := len(he.Header); n > 0 && he.Header[n-1][0] == compatMarker {
-			resolveErr = true
-			h := *he
-			h.Header = he.Header[:n-1]
-			he = &h
-		}
-		if resolveErr && s.srv.cfg.Compat {
-			s.refuseAfterUpgrade(he)
-			return nil
-		}
-		s.reject(he)
-		_ = s.viewer.Close()
-		return nil
-	}))
+// answerDialFailure answers the waiting viewer with an HTTP error, on its loop.
+func (s *session) answerDialFailure(he *upgrade.Error) {
+	resolveErr := false
+	if n := len(he.Header); n > 0 && he.Header[n-1][0] == compatMarker {
+		resolveErr = true
+		h := *he
+		h.Header = he.Header[:n-1]
+		he = &h
+	}
+	if resolveErr && s.srv.cfg.Compat {
+		s.refuseAfterUpgrade(he)
+		return
+	}
+	s.reject(he)
+	_ = s.viewer.Close()
 }
 
 // refuseAfterUpgrade answers as the reference platform does: accept the
@@ -537,6 +506,7 @@ func (r *resumeCheck) Run(context.Context) error {
 	conn, err := net.FileConn(f)
 	f.Close()
 	s.pausedFD = -1
+	s.srv.conns.Add(-1) // the paused socket; conn is counted again in OnOpen
 	if err != nil {
 		s.end(ws.StatusInternalServerError, "upstream-resume-failed")
 		return nil
@@ -553,6 +523,7 @@ func (r *resumeCheck) Run(context.Context) error {
 func (s *session) unpause() {
 	if s.paused && s.pausedFD >= 0 {
 		_ = syscall.Close(s.pausedFD)
+		s.srv.conns.Add(-1) // the paused socket was still counted (OnClose)
 	}
 	s.paused, s.pausedFD = false, -1
 	if s.resumeTimer != nil {
@@ -681,7 +652,7 @@ func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {
 	switch op {
 	case ws.OpPing:
 		if s.state == stRelay {
-			s.sendControl(s.viewer, ws.OpPong, payload, false)
+			s.pongViewer(payload)
 		}
 	case ws.OpPong:
 		s.pingsOut = 0
@@ -875,7 +846,7 @@ func (s *session) upstreamClosed(err error) {
 
 // viewerClosed: the viewer conn is gone; make sure the upstream follows.
 func (s *session) viewerClosed(err error) {
-	s.gone.Store(true)
+	s.endDial()
 	if s.state == stRelay { // no close frame: the viewer vanished
 		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, "viewer-gone"
 	}
@@ -884,11 +855,8 @@ func (s *session) viewerClosed(err error) {
 	s.srv.reg.detach(s)
 	s.published.Store(nil)
 	if s.admitted {
-		org := ""
-		if s.route != nil {
-			org = s.route.Organization
-		}
-		s.srv.release(s.ip, org, s.orgCounted.Load())
+		s.srv.release(s.ip, s.org, s.orgHeld) // the slot taken for s.org, whatever s.route says
+		s.orgHeld = false
 	}
 	s.srv.active.Add(-1)
 	s.logEnd(err)

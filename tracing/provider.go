@@ -386,10 +386,8 @@ func result(ok bool) attribute.KeyValue {
 // distinct reasons are counted as "other".
 const maxCloseReasons = 64
 
-func (p *Provider) reasonOption(reason string) []metric.AddOption {
-	if reason == "" {
-		reason = "unknown"
-	}
+func (p *Provider) reasonOption(detail string) []metric.AddOption {
+	reason := string(CloseReasonLabel(detail)) // a fixed set (labels.go); the detail stays in the span
 	p.reasonsMu.Lock()
 	defer p.reasonsMu.Unlock()
 	if o, ok := p.reasons[reason]; ok {

@@ -306,8 +306,8 @@ func (p *Provider) recordMetrics(sum *SessionSummary) {
 	m.frames.Add(ctx, int64(sum.FramesUp), m.up...)
 	m.frames.Add(ctx, int64(sum.FramesDown), m.down...)
 	for r, n := range sum.Dropped {
-		if n > 0 && labelSafe(r) {
-			m.drops.Add(ctx, int64(n), metric.WithAttributes(attribute.String("reason", r)))
+		if n > 0 {
+			m.drops.Add(ctx, int64(n), metric.WithAttributes(attribute.String("reason", DropReasonLabel(r))))
 		}
 	}
 }

@@ -325,7 +325,7 @@ func TestMetricsExposition(t *testing.T) {
 		`vncedge_relay_messages_total{direction="up"} 7`,
 		`vncedge_relay_frames_total{direction="down"} 30`,
 		`vncedge_policy_dropped_total{reason="shortcut"} 5`,
-		`vncedge_policy_dropped_total{reason="clipboard"} 1`,
+		`vncedge_policy_dropped_total{reason="other"} 1`, // not one of rfbparse's drop reasons
 		`vncedge_upgrade_failures_total{status="403"} 2`,
 		`vncedge_upgrade_failures_total{status="502"} 1`,
 		`vncedge_upstream_dial_duration_seconds_bucket{result="ok",le="0.025"} 1`,

@@ -75,10 +75,11 @@ func bearer(v string, bare bool) string {
 	return ""
 }
 
-// StreamPath splits the request's path into channel ("vnc" or "messages"),
-// kind and id; any other path is a 404 *upgrade.Error.
+// StreamPath splits the request's raw path into channel ("vnc" or
+// "messages"), kind and id (proxy.ParseStreamTarget: an encoded slash is not a
+// separator, ids are proxy.ValidID); any other path is a 404 *upgrade.Error.
 func StreamPath(r *upgrade.Request) (channel, kind, id string, err error) {
-	channel, kind, id, ok := proxy.ParseStreamPath(r.Path)
+	channel, kind, id, ok := proxy.ParseStreamTarget(r)
 	if !ok {
 		return "", "", "", &upgrade.Error{Status: http.StatusNotFound, Message: "unknown route"}
 	}

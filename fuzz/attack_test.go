@@ -1,0 +1,468 @@
+package fuzz
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"vncedge/proxy"
+	"vncedge/proxy/proxytest/rfbtest"
+)
+
+// attackN scales the loop counts (VNCEDGE_ATTACK_N overrides the default).
+func attackN(def int) int {
+	if n, err := strconv.Atoi(os.Getenv("VNCEDGE_ATTACK_N")); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+// hammer runs n tries of f over workers goroutines.
+func hammer(n, workers int, f func(i int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestAttackCloseDuringDial: viewers that send a complete upgrade request and
+// close at once (FIN or RST), thousands of times, must neither race nor crash
+// vncedge (issue 13: a nil span in AnnotateSession killed the process within
+// ~200 tries). Two upstreams: one that answers at once (the close lands
+// anywhere in resolve/dial/enroll) and a ws:// one that never answers its
+// handshake (every close lands mid-dial, which must be cancelled: goroutines
+// and descriptors return to baseline).
+func TestAttackCloseDuringDial(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	mute, err := net.Listen("tcp", "127.0.0.1:0") // accepts, never answers the ws handshake
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	var held sync.WaitGroup
+	var mu sync.Mutex
+	var mutes []net.Conn
+	accepted := make(chan struct{}, 1<<16)
+	held.Add(1)
+	go func() {
+		defer held.Done()
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			mutes = append(mutes, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	defer func() {
+		mute.Close()
+		held.Wait()
+		for _, c := range mutes {
+			c.Close()
+		}
+	}()
+
+	for _, tc := range []struct {
+		name, target string
+		n            int
+	}{
+		{"tcp", "tcp://" + vnc.Addr(), 3000},
+		{"ws-mute", "ws://" + mute.Addr().String() + "/", 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startEdge(t, "--target", tc.target)
+			base := p.fds()
+			baseG := p.metric("go_goroutines")
+			n := attackN(tc.n)
+			req := upgradeRequest(p.addr, "/websockify")
+			var failed atomic.Int64
+			hammer(n, 8, func(i int) {
+				c, err := net.Dial("tcp", p.addr)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				_, _ = c.Write(req)
+				if tc.name == "ws-mute" {
+					// Close only once a dial reached the upstream (one per
+					// viewer): every close lands in the ws handshake.
+					select {
+					case <-accepted:
+					case <-time.After(10 * time.Second):
+						failed.Add(1)
+					}
+				}
+				if i%2 == 1 {
+					_ = c.(*net.TCPConn).SetLinger(0) // RST
+				}
+				_ = c.Close()
+			})
+			p.alive()
+			if f := failed.Load(); f > int64(n/100) {
+				t.Fatalf("%d of %d connects failed", f, n)
+			}
+			if !settle(20*time.Second, func() bool { return p.fds() <= base+4 && p.metric("go_goroutines") <= baseG+4 }) {
+				t.Fatalf("after %d close-during-dial viewers: %d fds (baseline %d), %v goroutines (baseline %v)",
+					n, p.fds(), base, p.metric("go_goroutines"), baseG)
+			}
+			p.alive()
+			if tc.name == "ws-mute" {
+				mu.Lock()
+				reached := len(mutes)
+				mu.Unlock()
+				if reached < n-int(failed.Load()) { // else the closes did not land mid-dial
+					t.Fatalf("only %d of %d viewers reached the dial", reached, n)
+				}
+			}
+			t.Logf("%d tries: alive, %d fds (baseline %d), VmHWM %d kB", n, p.fds(), base, p.status("VmHWM"))
+		})
+	}
+}
+
+// silentListener accepts connections and never answers (a stalled CDP
+// endpoint or upstream); closed at cleanup.
+func silentListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return ln.Addr().String()
+}
+
+// floodRSSBound is the most a single flooding viewer may add to vncedge's
+// peak RSS (VmHWM), race detector included. Before issue 13 a ping flood
+// added 1.2–3.7 GB, 15 MiB of bad JSON 680 MB.
+const floodRSSBound = 96 << 10 // kB
+
+// TestAttackViewerFloods: one viewer that never reads floods pings, bad JSON
+// or clipboard pastes (to a DevTools endpoint that never answers); vncedge's
+// peak RSS must stay within floodRSSBound of its baseline, the process must
+// live, and the flood must not start a goroutine per message.
+func TestAttackViewerFloods(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cdp := silentListener(t)
+	ping := bytes.Repeat(clientFrame(ws.OpPing, bytes.Repeat([]byte{'p'}, 125)), 512)
+	badJSON := bytes.Repeat(clientFrame(ws.OpText, []byte("{x")), 8192)
+	paste := clientFrame(ws.OpText, []byte(`{"kind":"clipboard-paste","text":"`+strings.Repeat("v", proxy.MaxClipboardText-64)+`"}`))
+	msgs := "/v1/stream/messages/browser_session/pbs_flood?client_id=c1"
+	for _, tc := range []struct {
+		name, path string
+		batch      []byte
+		total      int64
+	}{
+		{"ping-vnc", "/websockify", ping, 256 << 20},
+		{"ping-messages", msgs, ping, 256 << 20},
+		{"bad-json", msgs, badJSON, 64 << 20},
+		{"paste-silent-cdp", msgs, paste, 256 << 20},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--cdp-url", "http://"+cdp, "--control", "user")
+			base, baseG := p.status("VmHWM"), p.metric("go_goroutines")
+			c := openRaw(t, "", p.addr, tc.path)
+			defer c.Close()
+			var peakG float64
+			stop := make(chan struct{})
+			watched := make(chan struct{})
+			go func() { // goroutines while the flood runs
+				defer close(watched)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+					peakG = max(peakG, p.metric("go_goroutines"))
+				}
+			}()
+			sent := flood(c, tc.batch, tc.total, 3*time.Second)
+			close(stop)
+			<-watched
+			p.alive()
+			hwm := p.status("VmHWM")
+			t.Logf("%s: sent %d MiB; VmHWM %d kB (baseline %d kB, +%d kB); goroutines peak %v (baseline %v)",
+				tc.name, sent>>20, hwm, base, hwm-base, peakG, baseG)
+			if hwm-base > floodRSSBound {
+				t.Errorf("peak RSS grew by %d kB (bound %d kB)", hwm-base, floodRSSBound)
+			}
+			if peakG > baseG+16 {
+				t.Errorf("goroutines rose to %v during the flood (baseline %v)", peakG, baseG)
+			}
+		})
+	}
+}
+
+// refusedOrClosed reads from c until EOF or error (bounded) and returns what
+// it read: the HTTP refusal, if any.
+func refusedOrClosed(c net.Conn) (string, error) {
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, err := io.ReadAll(c)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return string(b), err
+	}
+	return string(b), nil
+}
+
+// TestAttackIdleSocketsPerIP: with --max-per-ip 5, 60 idle sockets from one
+// address (no byte sent): the 55 beyond the cap are refused (429) and closed
+// at once, the 5 within it still upgrade. Before issue 13 all 60 stayed open.
+func TestAttackIdleSocketsPerIP(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--max-per-ip", "5")
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 60; i++ {
+		c, err := dialFrom("127.0.0.2", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// Another address is not affected.
+	other := openRaw(t, "127.0.0.3", p.addr, "/websockify")
+	other.Close()
+	for i, c := range conns[5:] {
+		got, err := refusedOrClosed(c)
+		if err != nil {
+			t.Fatalf("idle socket %d beyond the cap still open: %v", 5+i, err)
+		}
+		if !strings.HasPrefix(got, "HTTP/1.1 429") {
+			t.Fatalf("idle socket %d beyond the cap: got %q, want a 429", 5+i, got)
+		}
+	}
+	for i, c := range conns[:5] {
+		if _, err := c.Write(upgradeRequest(p.addr, "/websockify")); err != nil {
+			t.Fatal(err)
+		}
+		if head, err := readHead(c); err != nil || !strings.HasPrefix(head, "HTTP/1.1 101") {
+			t.Fatalf("socket %d within the cap: %q %v", i, head, err)
+		}
+	}
+	p.alive()
+}
+
+// TestAttackHandshakeTimeout: sockets that send nothing, or a request head a
+// byte at a time (slowloris), are closed once --handshake-timeout passes.
+func TestAttackHandshakeTimeout(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--handshake-timeout", "300ms")
+	base := p.fds()
+	idle, err := dialFrom("127.0.0.4", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	slow, err := dialFrom("127.0.0.4", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		req := upgradeRequest(p.addr, "/websockify")
+		for i := 0; i < len(req)-1; i++ { // never completes the head
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond): // the attack is the pacing
+			}
+			if _, err := slow.Write(req[i : i+1]); err != nil {
+				return
+			}
+		}
+	}()
+	began := time.Now()
+	for name, c := range map[string]net.Conn{"idle": idle, "slowloris": slow} {
+		if _, err := refusedOrClosed(c); err != nil {
+			t.Fatalf("%s socket still open after %v: %v", name, time.Since(began), err)
+		}
+	}
+	if !settle(10*time.Second, func() bool { return p.fds() <= base }) {
+		t.Fatalf("descriptors: %d, baseline %d", p.fds(), base)
+	}
+	p.alive()
+}
+
+// TestAttackOrgSlots: with --max-per-org 2, failed dials (502) and viewers
+// leaving mid-dial must give their organization's slot back: afterwards two
+// healthy sessions of that organization open, and a third gets 429.
+func TestAttackOrgSlots(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	mute := silentListener(t)
+	deadLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := deadLn.Addr().String()
+	deadLn.Close() // connection refused
+	file := t.TempDir() + "/sessions.yaml"
+	yaml := "organizations:\n  - id: o1\n    api_keys: [k1]\nsessions:\n" +
+		"  - {kind: browser_session, id: pbs_ok, organization: o1, upstream: 'tcp://" + vnc.Addr() + "'}\n" +
+		"  - {kind: browser_session, id: pbs_dead, organization: o1, upstream: 'tcp://" + dead + "'}\n" +
+		"  - {kind: browser_session, id: pbs_mute, organization: o1, upstream: 'ws://" + mute + "/'}\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startEdge(t, "--sessions", file, "--max-per-org", "2", "--dial-timeout", "20s")
+	path := func(id string) string { return "/v1/stream/vnc/browser_session/" + id + "?client_id=c&apikey=k1" }
+	try := func(id string) (net.Conn, string) {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(upgradeRequest(p.addr, path(id))); err != nil {
+			t.Fatal(err)
+		}
+		head, _ := readHead(c)
+		return c, head
+	}
+	for i := 0; i < 5; i++ {
+		c, head := try("pbs_dead")
+		c.Close()
+		if !strings.HasPrefix(head, "HTTP/1.1 502") {
+			t.Fatalf("dial of a dead upstream: %q, want 502", head)
+		}
+	}
+	for i := 0; i < 5; i++ { // leave while the ws handshake hangs
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(upgradeRequest(p.addr, path("pbs_mute")))
+		c.Close()
+	}
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for len(open) < 2 {
+		var c net.Conn
+		var head string
+		// A slot given back by a cancelled dial returns a moment after the
+		// viewer's close: retry within a bound.
+		ok := settle(10*time.Second, func() bool {
+			c, head = try("pbs_ok")
+			if strings.HasPrefix(head, "HTTP/1.1 101") {
+				return true
+			}
+			c.Close()
+			return false
+		})
+		if !ok {
+			t.Fatalf("healthy session %d of the organization: %q (slots leaked)", len(open)+1, head)
+		}
+		open = append(open, c)
+	}
+	c, head := try("pbs_ok")
+	c.Close()
+	if !strings.HasPrefix(head, "HTTP/1.1 429") {
+		t.Fatalf("third session with --max-per-org 2: %q, want 429", head)
+	}
+	p.alive()
+}
+
+// TestAttackIDs: ids that are dot segments (plain or percent-encoded), hold an
+// encoded slash, or sit behind an encoded slash are refused with 404 and
+// never reach the control plane; a valid id reaches it path-escaped.
+func TestAttackIDs(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	cp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.URL.EscapedPath())
+		mu.Unlock()
+		http.Error(w, "no such session", http.StatusNotFound)
+	}))
+	defer cp.Close()
+	p := startEdge(t, "--control-plane", cp.URL+"/sessions")
+	for _, target := range []string{
+		"/v1/stream/vnc/browser_session/.",
+		"/v1/stream/vnc/browser_session/..",
+		"/v1/stream/vnc/browser_session/%2e%2e",
+		"/v1/stream/vnc/browser_session/%2E",
+		"/v1/stream/vnc/browser_session/a%2Fb",
+		"/v1/stream/vnc/browser_session/..%2F..%2Fadmin",
+		"/v1/stream%2Fvnc/browser_session/pbs_1",
+		"/api/v1/stream/messages/task/%2e%2e",
+		"/v1/stream/vnc/browser_session/" + strings.Repeat("a", proxy.MaxIDLength+1),
+	} {
+		c, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = c.Write(upgradeRequest(p.addr, target+"?client_id=c&apikey=k"))
+		head, _ := readHead(c)
+		c.Close()
+		if !strings.HasPrefix(head, "HTTP/1.1 404") {
+			t.Errorf("%s: %q, want 404", target, head)
+		}
+	}
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Write(upgradeRequest(p.addr, "/v1/stream/vnc/browser_session/pbs_ok.1?client_id=c&apikey=k"))
+	head, _ := readHead(c)
+	c.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0] != "/sessions/browser_session/pbs_ok.1" {
+		t.Fatalf("control plane saw %q (want only the valid id); its answer gave %q", seen, head)
+	}
+	p.alive()
+}

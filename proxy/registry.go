@@ -24,6 +24,8 @@ type pair struct {
 	controlSet bool
 	idleSince  time.Time // both channels gone since; swept after ControlGrace
 	cdpURL     string
+	role       Role // of the VNC channel
+	msgRole    Role // of the message channel
 	clip       clipboard
 
 	lastCutText atomic.Int64 // unix ns of the viewer's last ClientCutText
@@ -61,12 +63,12 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 	}
 	if rt.CDPURL != "" && rt.CDPURL != p.cdpURL {
 		p.cdpURL = rt.CDPURL
-		p.clip.reset(rt.CDPURL, rt.Header)
+		p.clip.reset(rt.CDPURL, rt.CDPHeader)
 	}
 	if s.mode == modeMessages {
-		replaced, p.msg = p.msg, s
+		replaced, p.msg, p.msgRole = p.msg, s, rt.Role
 	} else {
-		replaced, p.vnc = p.vnc, s
+		replaced, p.vnc, p.role = p.vnc, s, rt.Role
 	}
 	return p, replaced, p.control, true
 }

@@ -32,6 +32,9 @@ type Route struct {
 	// CDPURL is the browser's DevTools endpoint (ws://…/devtools/browser/…
 	// or http://host:port), used for the clipboard; empty: no clipboard.
 	CDPURL string
+	// CDPHeader holds headers sent only to CDPURL (e.g. the DevTools
+	// endpoint's x-api-key); never logged.
+	CDPHeader http.Header
 	// Expires ends the session with close 1000 "token-expired"; zero: never.
 	Expires time.Time
 	// Live, when set, is asked periodically whether the session still runs.
@@ -39,6 +42,8 @@ type Route struct {
 	// Credential is what the viewer authenticated with, for resolvers that
 	// forward it on liveness calls. Never logged or put in spans.
 	Credential string
+	// Role is what the viewer may do: RoleController (the default) or RoleViewer.
+	Role Role
 }
 
 // ErrSessionEnded is returned (possibly wrapped) by a Verifier when the

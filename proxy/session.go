@@ -445,7 +445,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		}
 		s.pair, replaced, control = p, old, ctl
 	}
-	s.rfb = rfbparse.NewStream(s.srv.cfg.Policy, control)
+	s.rfb = newRoleStream(s.srv.cfg.Policy, rt.Role, control)
 	ua := s.req.UserAgent
 	s.rfb.SetMac(strings.Contains(ua, "Macintosh") || strings.Contains(ua, "Mac OS X"))
 	if s.wsUp {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"fmt"
@@ -8,31 +9,34 @@ import (
 	"os"
 	"sync/atomic"
 
-	"go.yaml.in/yaml/v3"
-
 	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
 )
 
-// SessionsFile is the YAML document behind StaticResolver.
+// APIKey is one credential of an organization in a sessions file, and the
+// role it gives its viewers.
+type APIKey struct {
+	Key  string
+	Role Role
+}
+
+// SessionsFile is the document behind StaticResolver, as ParseSessionsFile
+// reads it (see deploy/sessions.example.yaml for the format).
 type SessionsFile struct {
-	Organizations []struct {
-		ID      string   `yaml:"id"`
-		APIKeys []string `yaml:"api_keys"`
-	} `yaml:"organizations"`
-	Sessions []struct {
-		Kind            string            `yaml:"kind"`
-		ID              string            `yaml:"id"`
-		Organization    string            `yaml:"organization"`
-		Upstream        string            `yaml:"upstream"`
-		UpstreamHeaders map[string]string `yaml:"upstream_headers"`
-		Control         string            `yaml:"control"`
-	} `yaml:"sessions"`
+	Organizations []Organization
+	Sessions      []*Route // Kind, ID, Organization, Upstream, Header, Control, CDPURL, CDPHeader
+}
+
+// Organization is an organization of a sessions file and its API keys.
+type Organization struct {
+	ID      string
+	APIKeys []APIKey
 }
 
 type staticTable struct {
-	keys     map[string]string // API key → organization
+	keys     map[string]APIKey // API key → organization (in Key) and role
 	sessions map[string]*Route // kind/id → route
+	raw      []byte            // the file's bytes, to tell a real change from a touch
 }
 
 // StaticResolver maps platform routes to upstreams from a YAML file and checks
@@ -48,64 +52,47 @@ type StaticResolver struct {
 // LoadStaticResolver reads a sessions file.
 func LoadStaticResolver(path string, defaultControl rfbparse.Interactor) (*StaticResolver, error) {
 	s := &StaticResolver{DefaultControl: defaultControl}
-	if err := s.Reload(path); err != nil {
+	if _, err := s.Reload(path); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Reload re-reads the sessions file; on error the old table stays.
-func (s *StaticResolver) Reload(path string) error {
+// Reload re-reads the sessions file; on error the old table stays. changed
+// is false when the file's bytes are those of the table in use (nothing was
+// swapped).
+func (s *StaticResolver) Reload(path string) (changed bool, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("sessions file: %w", err)
+		return false, fmt.Errorf("sessions file: %w", err)
 	}
-	var f SessionsFile
-	if err := yaml.Unmarshal(b, &f); err != nil {
-		return fmt.Errorf("sessions file %s: %w", path, err)
+	if old := s.table.Load(); old != nil && bytes.Equal(old.raw, b) {
+		return false, nil
 	}
-	t := &staticTable{keys: map[string]string{}, sessions: map[string]*Route{}}
+	f, err := ParseSessionsFile(path, b, s.DefaultControl)
+	if err != nil {
+		return false, err
+	}
+	t := &staticTable{keys: map[string]APIKey{}, sessions: map[string]*Route{}, raw: b}
 	for _, o := range f.Organizations {
 		for _, k := range o.APIKeys {
-			if k == "" {
-				return fmt.Errorf("sessions file %s: organization %q: empty api key", path, o.ID)
-			}
-			t.keys[k] = o.ID
+			t.keys[k.Key] = APIKey{Key: o.ID, Role: k.Role}
 		}
 	}
-	for i, e := range f.Sessions {
-		if !kinds[e.Kind] || e.ID == "" {
-			return fmt.Errorf("sessions file %s: session %d: kind must be browser_session, task or workflow_run, and id set", path, i)
-		}
-		u, err := ParseUpstream(e.Upstream)
-		if err != nil {
-			return fmt.Errorf("sessions file %s: session %s/%s: %w", path, e.Kind, e.ID, err)
-		}
-		ctl := s.DefaultControl
-		switch e.Control {
-		case "":
-		case "user":
-			ctl = rfbparse.User
-		case "agent":
-			ctl = rfbparse.Agent
-		default:
-			return fmt.Errorf("sessions file %s: session %s/%s: control must be user or agent", path, e.Kind, e.ID)
-		}
-		h := http.Header{}
-		for k, v := range e.UpstreamHeaders {
-			h.Set(k, v)
-		}
-		t.sessions[e.Kind+"/"+e.ID] = &Route{Kind: e.Kind, ID: e.ID, Organization: e.Organization,
-			Upstream: u, Header: h, Control: ctl}
+	for _, rt := range f.Sessions {
+		t.sessions[rt.Kind+"/"+rt.ID] = rt
 	}
 	s.table.Store(t)
-	return nil
+	return true, nil
 }
 
-// Resolve implements Resolver.
+// Sessions returns how many sessions the table in use has.
+func (s *StaticResolver) Sessions() int { return len(s.table.Load().sessions) }
+
+// Resolve implements Resolver: both channels of a platform route.
 func (s *StaticResolver) Resolve(_ context.Context, r *upgrade.Request) (*Route, error) {
-	channel, kind, id, ok := ParseStreamPath(r.Path)
-	if !ok || channel != "vnc" {
+	_, kind, id, ok := ParseStreamPath(r.Path)
+	if !ok {
 		return nil, &upgrade.Error{Status: http.StatusNotFound, Message: "unknown route"}
 	}
 	key := r.Query.Get("apikey")
@@ -116,10 +103,11 @@ func (s *StaticResolver) Resolve(_ context.Context, r *upgrade.Request) (*Route,
 		return nil, &upgrade.Error{Status: http.StatusUnauthorized, Message: "missing api key"}
 	}
 	t := s.table.Load()
-	org, known := "", false
+	var found APIKey
+	known := false
 	for k, o := range t.keys { // constant-time compare per key: no timing oracle on the key
 		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
-			org, known = o, true
+			found, known = o, true
 		}
 	}
 	if !known {
@@ -129,10 +117,11 @@ func (s *StaticResolver) Resolve(_ context.Context, r *upgrade.Request) (*Route,
 	if !ok {
 		return nil, &upgrade.Error{Status: http.StatusNotFound, Message: "unknown session"}
 	}
-	if route.Organization != org {
+	if route.Organization != found.Key {
 		return nil, &upgrade.Error{Status: http.StatusForbidden, Message: "session belongs to another organization"}
 	}
 	rt := *route
 	rt.ClientID = r.Query.Get("client_id")
+	rt.Role = found.Role
 	return &rt, nil
 }

@@ -245,22 +245,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		if err != nil {
 			return cfg, nil, err
 		}
-		tc := resolve.TokenConfig{VNCPort: o.vncPort, UpstreamAPIKey: o.upstreamAPIKey, DefaultControl: ctl, Leeway: 5 * time.Second}
-		if o.tokenSecretFile != "" {
-			secret, err := os.ReadFile(o.tokenSecretFile)
-			if err != nil {
-				return cfg, nil, fmt.Errorf("--token-secret-file: %w", err)
-			}
-			tc.HS256Secret = []byte(strings.TrimSpace(string(secret)))
-		}
-		if o.tokenPublicKeys != "" {
-			keys, err := resolve.LoadPublicKeys(strings.Split(o.tokenPublicKeys, ",")...)
-			if err != nil {
-				return cfg, nil, fmt.Errorf("--token-public-keys: %w", err)
-			}
-			tc.PublicKeys = keys
-		}
-		tr, err := resolve.NewTokenResolver(tc)
+		tr, err := newTokenSource(o, ctl) // reload.go: swapped when the key files change
 		if err != nil {
 			return cfg, nil, err
 		}
@@ -405,6 +390,17 @@ func serve(o *options, page http.Handler) error {
 	if err != nil {
 		return err
 	}
+	var watch *watcher // reload.go: the sessions file or token keys, on change and SIGHUP
+	if files, reload := configSource(o, cfg, static); reload != nil {
+		count, err := tp.NewReloadCounter()
+		if err != nil {
+			return fmt.Errorf("tracing: %w", err)
+		}
+		watch = newWatcher(files, reload, log, count)
+		stopWatch := make(chan struct{})
+		defer close(stopWatch)
+		go watch.run(stopWatch)
+	}
 
 	var admin *http.Server
 	if o.admin != "" {
@@ -427,12 +423,8 @@ func serve(o *options, page http.Handler) error {
 			return err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if static != nil {
-					if err := static.Reload(o.sessions); err != nil {
-						log.Error("reload sessions", "err", err)
-					} else {
-						log.Info("sessions reloaded", "file", o.sessions)
-					}
+				if watch != nil {
+					watch.kick()
 				}
 				continue
 			}

@@ -2,14 +2,18 @@ package proxy_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"vncedge/proxy"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
 	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
 )
@@ -137,8 +141,50 @@ func TestSessionsFileFields(t *testing.T) {
 }
 
 func statusOf(err error) int {
-	if he, ok := err.(*upgrade.Error); ok {
+	var he *upgrade.Error
+	if errors.As(err, &he) {
 		return he.Status
 	}
 	return 0
+}
+
+// TestSessionsFileRemovedSessionEnds: a reload that drops a session ends its
+// live viewers with 1000 session-ended; a session still listed keeps going.
+func TestSessionsFileRemovedSessionEnds(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
+	doc := func(ids ...string) string {
+		s := "organizations: [{id: o1, api_keys: [k1]}]\nsessions:\n"
+		for _, id := range ids {
+			s += "- {kind: task, id: " + id + ", organization: o1, upstream: 'tcp://" + vnc.Addr() + "'}\n"
+		}
+		return s
+	}
+	f := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(f, []byte(doc("t1", "t2")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sr, err := proxy.LoadStaticResolver(f, rfbparse.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startProxy(t, proxy.Config{Resolver: sr, Policy: rfbparse.DefaultPolicy(), LivenessPeriod: 50 * time.Millisecond})
+	gone := &e2e{t: t, vnc: vnc, srv: srv, addr: addr}
+	gone.connect("/v1/stream/vnc/task/t1?client_id=a&apikey=k1", nil)
+	kept := &e2e{t: t, vnc: vnc, srv: srv, addr: addr}
+	kept.connect("/v1/stream/vnc/task/t2?client_id=b&apikey=k1", nil)
+	if err := os.WriteFile(f, []byte(doc("t2")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sr.Reload(f); err != nil {
+		t.Fatal(err)
+	}
+	var ce *rfbclient.CloseError
+	for err == nil {
+		_, err = gone.rfb.ReadMessage()
+	}
+	if !errors.As(err, &ce) || ce.Code != 1000 || ce.Reason != "session-ended" {
+		t.Fatalf("removed session: %v, want close 1000 session-ended", err)
+	}
+	kept.send(keyMsg(true, 'k'))
+	kept.expectUpstream(keyMsg(true, 'k'))
 }

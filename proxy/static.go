@@ -42,7 +42,8 @@ type staticTable struct {
 // StaticResolver maps platform routes to upstreams from a YAML file and checks
 // the viewer's API key (query apikey or header x-api-key) against the
 // session's organization. Reload swaps the table atomically; live sessions
-// are not touched.
+// keep their upstream, and those whose session left the file end (the
+// resolver is their Verifier: "session-ended" at the next liveness check).
 type StaticResolver struct {
 	table atomic.Pointer[staticTable]
 	// DefaultControl is who has control at start when a session does not say.
@@ -80,10 +81,20 @@ func (s *StaticResolver) Reload(path string) (changed bool, err error) {
 		}
 	}
 	for _, rt := range f.Sessions {
+		rt.Live = s
 		t.sessions[rt.Kind+"/"+rt.ID] = rt
 	}
 	s.table.Store(t)
 	return true, nil
+}
+
+// Verify implements Verifier: a session ends once the table in use no
+// longer lists it for its organization.
+func (s *StaticResolver) Verify(_ context.Context, rt *Route) error {
+	if r, ok := s.table.Load().sessions[rt.Kind+"/"+rt.ID]; ok && r.Organization == rt.Organization {
+		return nil
+	}
+	return fmt.Errorf("%w: %s/%s is no longer in the sessions file", ErrSessionEnded, rt.Kind, rt.ID)
 }
 
 // Sessions returns how many sessions the table in use has.

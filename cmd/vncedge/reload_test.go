@@ -154,12 +154,16 @@ func TestWatcherKubernetesSwap(t *testing.T) {
 	}
 }
 
-// vncedgeBin builds the binary once per test run.
+// binDir holds the binary vncedgeBin built, if it did.
+var binDir string
+
+// vncedgeBin builds the binary (with the race detector) once per test run.
 var vncedgeBin = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "vncedge-bin-")
 	if err != nil {
 		return "", err
 	}
+	binDir = dir
 	bin := filepath.Join(dir, "vncedge")
 	if out, err := exec.Command("go", "build", "-race", "-o", bin, ".").CombinedOutput(); err != nil {
 		return "", &buildError{string(out)}
@@ -170,8 +174,8 @@ var vncedgeBin = sync.OnceValues(func() (string, error) {
 // TestMain removes the binary vncedgeBin built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if bin, err := vncedgeBin(); err == nil {
-		_ = os.RemoveAll(filepath.Dir(bin))
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
 	}
 	os.Exit(code)
 }

@@ -36,6 +36,8 @@ type pair struct {
 type registry struct {
 	mu    sync.Mutex
 	pairs map[channelKey]*pair
+
+	bySession map[sessionKey]map[*pair]struct{} // the pairs of each platform session (roles.go)
 }
 
 func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
@@ -52,6 +54,7 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 	if p == nil {
 		p = &pair{key: key, org: rt.Organization}
 		r.pairs[key] = p
+		r.index(p)
 	}
 	if p.vnc == nil && p.msg == nil {
 		p.org = rt.Organization // an idle pair may be taken over (only control state remains)
@@ -114,6 +117,7 @@ func (r *registry) sweep(now time.Time, grace time.Duration) {
 	for k, p := range r.pairs {
 		if p.vnc == nil && p.msg == nil && now.Sub(p.idleSince) > grace {
 			delete(r.pairs, k)
+			r.unindex(p)
 			idle = append(idle, p)
 		}
 	}

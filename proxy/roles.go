@@ -91,12 +91,37 @@ func (s *session) refuseByRole(kind string) bool {
 	return true
 }
 
+// sessionKey names a platform session; its pairs are indexed by it so that
+// a change of control costs the session's viewers, not every viewer.
+type sessionKey struct{ kind, id string }
+
+// index adds a new pair to bySession; the caller holds r.mu.
+func (r *registry) index(p *pair) {
+	k := sessionKey{p.key.kind, p.key.id}
+	if r.bySession == nil {
+		r.bySession = map[sessionKey]map[*pair]struct{}{}
+	}
+	if r.bySession[k] == nil {
+		r.bySession[k] = map[*pair]struct{}{}
+	}
+	r.bySession[k][p] = struct{}{}
+}
+
+// unindex removes a swept pair; the caller holds r.mu.
+func (r *registry) unindex(p *pair) {
+	k := sessionKey{p.key.kind, p.key.id}
+	delete(r.bySession[k], p)
+	if len(r.bySession[k]) == 0 {
+		delete(r.bySession, k)
+	}
+}
+
 // watchedControl is who drives p's platform session as a viewer-role viewer
 // sees it: the user when a controller-role viewer of the session, with its
 // VNC channel open, has control; else the agent. The caller holds r.mu.
-func (r *registry) watchedControl(org, kind, id string) rfbparse.Interactor {
-	for k, q := range r.pairs {
-		if k.kind == kind && k.id == id && q.org == org && q.vnc != nil && q.role == RoleController && q.control == rfbparse.User {
+func (r *registry) watchedControl(p *pair) rfbparse.Interactor {
+	for q := range r.bySession[sessionKey{p.key.kind, p.key.id}] {
+		if q.org == p.org && q.vnc != nil && q.role == RoleController && q.control == rfbparse.User {
 			return rfbparse.User
 		}
 	}
@@ -112,17 +137,17 @@ func (r *registry) shownControl(p *pair, role Role, own rfbparse.Interactor) rfb
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.watchedControl(p.org, p.key.kind, p.key.id)
+	return r.watchedControl(p)
 }
 
 // notifyWatchers tells every viewer-role message channel of p's platform
 // session who drives now; any goroutine. It runs when control changes.
 func (r *registry) notifyWatchers(p *pair) {
 	r.mu.Lock()
-	to := r.watchedControl(p.org, p.key.kind, p.key.id)
+	to := r.watchedControl(p)
 	var watchers []*session
-	for k, q := range r.pairs {
-		if k.kind == p.key.kind && k.id == p.key.id && q.org == p.org && q.msg != nil && q.msgRole == RoleViewer {
+	for q := range r.bySession[sessionKey{p.key.kind, p.key.id}] {
+		if q.org == p.org && q.msg != nil && q.msgRole == RoleViewer {
 			watchers = append(watchers, q.msg)
 		}
 	}

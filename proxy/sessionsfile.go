@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 
@@ -18,12 +20,16 @@ import (
 // session does not say.
 func ParseSessionsFile(path string, b []byte, defaultControl rfbparse.Interactor) (*SessionsFile, error) {
 	p := &sessionsParser{path: path}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	var doc, more yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("sessions file %s: %w", path, err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, fmt.Errorf("sessions file %s: empty: no organizations and no sessions", path)
+	}
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		return nil, p.errf(&more, "a second YAML document: one file is one table")
 	}
 	root := doc.Content[0]
 	f := &SessionsFile{}

@@ -74,6 +74,7 @@ func TestSessionsFileStrict(t *testing.T) {
 		{"header not a string", strings.Replace(goodSessions, "{x-api-key: up-secret}", "{x-api-key: [a]}", 1), "line 20: upstream_headers.x-api-key: want a string"},
 		{"missing upstream", strings.Replace(goodSessions, "    upstream: tcp://127.0.0.1:5900\n", "", 1), "line 9: upstream is required"},
 		{"not yaml", "organizations: [\n", "s.yaml"},
+		{"two documents", goodSessions + "---\norganizations: []\n", "line 21: a second YAML document"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := proxy.ParseSessionsFile("s.yaml", []byte(tc.doc), rfbparse.Agent)

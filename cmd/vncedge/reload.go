@@ -177,6 +177,17 @@ func (w *watcher) run(done <-chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var pending time.Time // first request not yet served
+	arm := func() {
+		// Debounce, but never past 20 periods: a file written without pause
+		// is still reloaded.
+		if pending.IsZero() {
+			pending = time.Now()
+		} else if time.Since(pending) > 20*w.debounce {
+			return
+		}
+		timer.Reset(w.debounce)
+	}
 	for {
 		select {
 		case <-done:
@@ -187,7 +198,7 @@ func (w *watcher) run(done <-chan struct{}) {
 				continue
 			}
 			if w.relevant(ev.Name) {
-				timer.Reset(w.debounce)
+				arm()
 			}
 		case err, ok := <-errs:
 			if !ok {
@@ -196,8 +207,9 @@ func (w *watcher) run(done <-chan struct{}) {
 			}
 			w.log.Warn("configuration watch", "err", err)
 		case <-w.hup:
-			timer.Reset(w.debounce)
+			arm()
 		case <-timer.C:
+			pending = time.Time{}
 			w.reloadNow()
 		}
 	}

@@ -331,6 +331,9 @@ func runDemo(args []string) error {
 		fmt.Println("vncedge", version)
 		return nil
 	}
+	if o.sessions != "" && o.target == "" {
+		return runSessionsDemo(o) // demo_sessions.go: the viewer page over a sessions file
+	}
 	if o.target != "" || o.sessions != "" {
 		return errors.New("demo: the demo VNC server is the target: no --target or --sessions")
 	}

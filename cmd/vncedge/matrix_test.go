@@ -381,11 +381,11 @@ func (m *matrixRun) novncCell(t *testing.T) {
 	mc.expect(t, "interactor", "interactor", "agent")
 	mc.send(t, "take-control")
 	mc.expect(t, "interactor", "interactor", "user")
-	typeInNoVNC(t, page, "e")
+	typeIn(t, page, browser.CanvasJS, "e")
 	m.keys.expect(t, 'e')
 	mc.send(t, "cede-control")
 	mc.expect(t, "interactor", "interactor", "agent")
-	typeInNoVNC(t, page, "f")
+	typeIn(t, page, browser.CanvasJS, "f")
 	// Closing the page ends the session: its log line counts the dropped
 	// keys (they reached vncedge), and everything it let through was
 	// written to Xvnc before the sentinel.
@@ -401,13 +401,13 @@ func (m *matrixRun) novncCell(t *testing.T) {
 	}
 }
 
-// typeInNoVNC focuses noVNC's canvas and types keys through Chromium's
-// input pipeline.
-func typeInNoVNC(t *testing.T, p *browser.Page, keys string) {
+// typeIn focuses the canvas canvasJS finds and types keys through
+// Chromium's input pipeline.
+func typeIn(t *testing.T, p *browser.Page, canvasJS, keys string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(p.Context(), 15*time.Second)
 	defer cancel()
-	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const c = `+browser.CanvasJS+`; c.focus(); return document.activeElement === c })()`)); err != nil {
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { const c = `+canvasJS+`; c.focus(); if (document.activeElement !== c) throw new Error('no focus'); return true })()`)); err != nil {
 		t.Fatalf("focusing the noVNC canvas: %v", err)
 	}
 	if err := p.Do(15*time.Second, chromedp.KeyEvent(keys)); err != nil {

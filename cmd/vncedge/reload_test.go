@@ -206,7 +206,11 @@ func startBinary(t *testing.T, args ...string) *binProc {
 		t.Fatal(err)
 	}
 	p := &binProc{listen: freePort(t), admin: freePort(t), lines: make(chan string, 1024)}
-	p.cmd = exec.Command(bin, append([]string{"--listen", p.listen, "--admin", p.admin, "--log-format", "text", "--loops", "2"}, args...)...)
+	var sub []string
+	if len(args) > 0 && args[0] == "demo" { // a subcommand comes first
+		sub, args = args[:1], args[1:]
+	}
+	p.cmd = exec.Command(bin, append(append(sub, "--listen", p.listen, "--admin", p.admin, "--log-format", "text", "--loops", "2"), args...)...)
 	stderr, _ := p.cmd.StderrPipe()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -88,7 +88,7 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6080", "viewer listen address (host:port)")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz, /readyz and /metrics (empty: off)")
 	fs.StringVar(&o.target, "target", "", "send every path to this upstream: tcp://host:port, ws://host:port/path or wss://…")
-	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/vnc/{kind}/{id} to upstreams and API keys (reloaded on SIGHUP)")
+	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/{vnc,messages}/{kind}/{id} to upstreams and API keys (reloaded when it changes and on SIGHUP)")
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for wss:// upstreams (default: system roots)")

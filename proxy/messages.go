@@ -136,7 +136,7 @@ func (s *session) openMessages(rt *Route) {
 	}
 	p, replaced, control, ok := s.srv.reg.attach(s, rt)
 	if !ok {
-		s.reject(&upgrade.Error{Status: http.StatusForbidden, Message: "session belongs to another organization"})
+		s.reject(pairRefusal)
 		_ = s.viewer.Close()
 		return
 	}

@@ -45,7 +45,7 @@ func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
 // attach registers s (a VNC or message channel of route rt) and returns its
 // pair, the channel of the same kind it replaces (to be closed with
 // "replaced"), and who has control. It fails when the pair belongs to another
-// organization.
+// organization, or has a live channel of another role (roles.go).
 func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, control rfbparse.Interactor, ok bool) {
 	key := channelKey{rt.ClientID, rt.Kind, rt.ID}
 	r.mu.Lock()
@@ -58,7 +58,7 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 	}
 	if p.vnc == nil && p.msg == nil {
 		p.org = rt.Organization // an idle pair may be taken over (only control state remains)
-	} else if p.org != rt.Organization {
+	} else if p.org != rt.Organization || !roleFits(p, rt.Role) {
 		return nil, nil, 0, false
 	}
 	if !p.controlSet {

@@ -128,6 +128,17 @@ func (r *registry) watchedControl(p *pair) rfbparse.Interactor {
 	return rfbparse.Agent
 }
 
+// roleFits reports whether a channel of role may join p: every live channel
+// of a pair has one role, so a viewer-role credential cannot take over (or
+// receive the copied text of) a controller's client_id, nor the reverse.
+// The caller holds r.mu.
+func roleFits(p *pair, role Role) bool {
+	return (p.vnc == nil || p.role == role) && (p.msg == nil || p.msgRole == role)
+}
+
+// pairRefusal answers a channel registry.attach refused.
+var pairRefusal = &upgrade.Error{Status: http.StatusForbidden, Message: "client_id is in use by another organization or role"}
+
 // shownControl is the interactor a message channel of role role in pair p
 // is told: its own pair's control for a controller, the session's driver
 // for a viewer.

@@ -98,19 +98,26 @@ func TestViewerRoleMessages(t *testing.T) {
 	ctlMsg.expect("interactor", "interactor", "agent")
 	watch.expect("interactor", "interactor", "agent")
 
-	// Same client_id, viewer-role VNC channel, controller message channel:
-	// take-control is confirmed for the pair, but the viewer's input stays out.
-	mixed := &e2e{t: t, vnc: vnc, srv: srv, addr: addr}
-	mixed.connect(rolesVNC+"?client_id=m1&apikey=kv", nil)
-	mixedMsg := dialMessages(t, addr, rolesMsg+"?client_id=m1&apikey=kc")
-	mixedMsg.expect("interactor", "interactor", "agent")
-	mixedMsg.send(map[string]any{"kind": "take-control"})
-	mixedMsg.expect("interactor", "interactor", "user")
-	mixed.send(keyMsg(true, 'm'), ptrMsg(1, 1, 1))
-	mixed.expectUpstream()
-	if got := watch.next(); got["interactor"] != "agent" {
-		t.Errorf("a viewer-role VNC channel does not drive, the watcher must still see the agent: %v", got)
+	// One client_id, one role: a viewer-role credential cannot join (or take
+	// over) a controller's client_id, which would hand it the copied text,
+	// nor the reverse.
+	for _, tc := range []struct{ path string }{
+		{rolesMsg + "?client_id=c1&apikey=kv"}, // the controller's pair, live
+		{rolesVNC + "?client_id=c1&apikey=kv"},
+		{rolesVNC + "?client_id=v1&apikey=kc"}, // the viewer's pair, live
+	} {
+		_, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+tc.path, []string{"binary"}, nil)
+		var se *rfbclient.StatusError
+		if !errors.As(err, &se) || se.Status != http.StatusForbidden {
+			t.Errorf("%s: %v, want 403", tc.path, err)
+		}
 	}
+	// The refused ones replaced nothing: the controller still drives.
+	ctlMsg.send(map[string]any{"kind": "take-control"})
+	ctlMsg.expect("interactor", "interactor", "user")
+	watch.expect("interactor", "interactor", "user")
+	ctl.send(keyMsg(true, 'n'), keyMsg(false, 'n'))
+	ctl.expectUpstream(keyMsg(true, 'n'), keyMsg(false, 'n'))
 }
 
 // TestClientIDRequiredCompat: under --compat=skyvern a platform route with

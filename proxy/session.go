@@ -439,7 +439,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	if rt.ClientID != "" {
 		p, old, ctl, ok := s.srv.reg.attach(s, rt)
 		if !ok {
-			s.reject(&upgrade.Error{Status: http.StatusForbidden, Message: "session belongs to another organization"})
+			s.reject(pairRefusal)
 			_ = s.viewer.Close()
 			return gnet.Close
 		}

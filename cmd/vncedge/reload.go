@@ -128,7 +128,11 @@ type watcher struct {
 }
 
 func newWatcher(files []string, reload reloadFunc, log *slog.Logger, count *tracing.ReloadCounter) *watcher {
-	return &watcher{files: files, reload: reload, log: log, count: count, debounce: reloadDebounce, hup: make(chan struct{}, 1)}
+	clean := make([]string, len(files))
+	for i, f := range files {
+		clean[i] = filepath.Clean(f) // fsnotify reports cleaned names: "a/../s.yaml" is "s.yaml"
+	}
+	return &watcher{files: clean, reload: reload, log: log, count: count, debounce: reloadDebounce, hup: make(chan struct{}, 1)}
 }
 
 // kick asks for a reload (SIGHUP); any goroutine.
@@ -142,6 +146,7 @@ func (w *watcher) kick() {
 // relevant reports whether an event in a watched directory may change one
 // of the files: the file's own name, or Kubernetes' ..data links.
 func (w *watcher) relevant(name string) bool {
+	name = filepath.Clean(name)
 	dir, base := filepath.Dir(name), filepath.Base(name)
 	for _, f := range w.files {
 		if filepath.Dir(f) == dir && (base == filepath.Base(f) || strings.HasPrefix(base, "..")) {

@@ -68,7 +68,10 @@ func TestWatcherReloads(t *testing.T) {
 		}
 	}
 	write(f, "v0")
-	w, got := startWatcher(t, f)
+	w, got := startWatcher(t, filepath.Join(dir, "sub", "..", "sessions.yaml")) // an unclean path
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
 	// fsnotify's watch is set up inside run: retry the first change until a
 	// reload reads it (each write is an event once the watch exists).
 	deadline := time.Now().Add(10 * time.Second)

@@ -51,7 +51,9 @@ func TestPlatformMatrix(t *testing.T) {
 	novnc := browser.ServeNoVNC(t)
 	br := browser.Start(t)
 	upstream := "tcp://" + x.Addr()
-	common := []string{"--liveness-period", "200ms", "--allowed-origins", novnc}
+	// Sessions start with the user in control: a viewer-role viewer's pair
+	// then has control too, and only its role keeps its input out.
+	common := []string{"--liveness-period", "200ms", "--allowed-origins", novnc, "--control", "user"}
 
 	for _, r := range []*matrixRow{
 		targetRow(upstream, rb.devtools),
@@ -84,7 +86,7 @@ type matrixRow struct {
 }
 
 func targetRow(upstream, devtools string) *matrixRow {
-	return &matrixRow{name: "target", args: []string{"--target", upstream, "--cdp-url", devtools, "--control", "agent"}}
+	return &matrixRow{name: "target", args: []string{"--target", upstream, "--cdp-url", devtools}}
 }
 
 func sessionsRow(t *testing.T, upstream, devtools string) *matrixRow {
@@ -240,13 +242,15 @@ func (m *matrixRun) run() {
 		if err != nil {
 			t.Fatal(err)
 		}
-		mc.expect(t, "interactor", "interactor", "agent")
+		mc.expect(t, "interactor", "interactor", "user")
 		m.msg = mc
 	})
 	if !ok {
 		t.Fatal("the channels do not open: the other cells cannot run")
 	}
 	t.Run("take-control", func(t *testing.T) {
+		m.msg.send(t, "cede-control") // from the agent
+		m.msg.expect(t, "interactor", "interactor", "agent")
 		m.msg.send(t, "take-control")
 		m.msg.expect(t, "interactor", "interactor", "user")
 		m.vnc.press(t, 'a')
@@ -306,6 +310,8 @@ func (m *matrixRun) run() {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Its pair starts with the user in control (--control user): only
+		// its role keeps its input out.
 		v.press(t, 'd')
 		if err := v.cl.ClientCutText([]byte("viewer clipboard")); err != nil {
 			t.Fatal(err)
@@ -344,7 +350,7 @@ func (m *matrixRun) run() {
 			if mc, err = dialMsgChannel(t, m.t, strings.Replace(base, "/vnc/", "/messages/", 1)); err != nil {
 				t.Fatal(err)
 			}
-			mc.expect(t, "interactor", "interactor", "agent")
+			mc.expect(t, "interactor", "interactor", "user")
 		}
 		if m.r.end != nil {
 			m.r.end(t)
@@ -378,6 +384,8 @@ func (m *matrixRun) novncCell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mc.expect(t, "interactor", "interactor", "user")
+	mc.send(t, "cede-control")
 	mc.expect(t, "interactor", "interactor", "agent")
 	mc.send(t, "take-control")
 	mc.expect(t, "interactor", "interactor", "user")

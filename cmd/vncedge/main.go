@@ -428,6 +428,8 @@ func serve(o *options, page http.Handler) error {
 			if sig == syscall.SIGHUP {
 				if watch != nil {
 					watch.kick()
+				} else {
+					log.Info("SIGHUP: nothing to reload (no --sessions or token key files)")
 				}
 				continue
 			}

@@ -71,3 +71,25 @@ func TestHTTPRoleField(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenCDPHeader: the operator's upstream key goes to a TLS DevTools
+// endpoint of the routed edge (as it did through the upstream headers before
+// CDPHeader), and never to a plain one.
+func TestTokenCDPHeader(t *testing.T) {
+	k := mustKeys(t)
+	r := newTokenResolver(t, func(c *TokenConfig) { c.UpstreamAPIKey = "edge-key" })
+	for _, tc := range []struct{ cdp, want string }{
+		{"wss://edge.example/pbs_1/tk/devtools/browser/b1", "edge-key"},
+		{"ws://10.0.0.1:9222/devtools/browser/x", ""},
+		{"http://10.0.0.1:9222", ""},
+	} {
+		tok := mint(t, jwt.SigningMethodHS256, k.secret, with(claims(), func(c *TokenClaims) { c.CDPURL = tc.cdp }))
+		rt, err := r.Resolve(context.Background(), request(vncPath, tokenRequest(tok, "c1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := rt.CDPHeader.Get("x-api-key"); got != tc.want {
+			t.Errorf("%s: x-api-key %q, want %q", tc.cdp, got, tc.want)
+		}
+	}
+}

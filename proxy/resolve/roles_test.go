@@ -46,7 +46,6 @@ func TestTokenRoleClaim(t *testing.T) {
 // TestHTTPRoleField: the control plane's role field sets the route's role.
 func TestHTTPRoleField(t *testing.T) {
 	cp := newControlPlane(t)
-	h := newHTTPResolver(t, cp, &clock{t: t0})
 	for _, tc := range []struct {
 		field  string
 		want   proxy.Role
@@ -57,7 +56,7 @@ func TestHTTPRoleField(t *testing.T) {
 		{"admin", 0, http.StatusBadGateway},
 	} {
 		cp.set("browser_session/pbs_1", func(s *SessionInfo) { liveSession(s); s.Role = tc.field })
-		h = newHTTPResolver(t, cp, &clock{t: t0}) // no cached answer
+		h := newHTTPResolver(t, cp, &clock{t: t0}) // no cached answer
 		rt, err := h.Resolve(context.Background(), request(vncPath, keyQuery()))
 		if tc.status != 0 {
 			var he *upgrade.Error

@@ -10,7 +10,7 @@ BENCHTIME ?= 1s
 LISTEN    ?= 127.0.0.1:6080
 TARGET    ?= tcp://127.0.0.1:5955
 
-.PHONY: all build test test-short deps web jaeger bench bench-compare soak fuzz fuzz-smoke run run-xvnc lint clean
+.PHONY: all build test test-short deps web jaeger bench bench-compare soak fuzz fuzz-smoke run run-xvnc run-sessions lint clean
 
 all: build
 
@@ -87,6 +87,11 @@ run: build web
 
 run-xvnc: build deps
 	bash .ci/demo $(BIN) $(LISTEN)
+
+# run-sessions: the platform flow of deploy/sessions.example.yaml (message channel, take
+# control, clipboard over CDP) with a real Chromium on a real Xvnc desktop.
+run-sessions: build deps
+	bash .ci/demo-sessions $(BIN) $(LISTEN)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -129,7 +129,7 @@ func (s *session) openMessages(rt *Route) {
 	}
 	p, replaced, control, ok := s.srv.reg.attach(s, rt)
 	if !ok {
-		s.reject(&upgrade.Error{Status: http.StatusForbidden, Message: "session belongs to another organization"})
+		s.reject(pairRefusal)
 		_ = s.viewer.Close()
 		return
 	}
@@ -146,7 +146,7 @@ func (s *session) openMessages(rt *Route) {
 	if replaced != nil {
 		replaced.endAsync(ws.StatusNormalClosure, "replaced")
 	}
-	s.sendMessage(outMessage{Kind: "interactor", Interactor: control.String()}, true)
+	s.sendMessage(outMessage{Kind: "interactor", Interactor: s.srv.reg.shownControl(p, rt.Role, control).String()}, true)
 	s.drainViewer()
 }
 
@@ -187,8 +187,12 @@ func (s *session) onMessageData(p []byte, fin bool) {
 
 func (s *session) handleMessage(in *inMessage) {
 	reg, p := s.srv.reg, s.pair
+	if s.refuseByRole(in.Kind) {
+		return
+	}
 	switch in.Kind {
 	case "take-control", "cede-control":
+		defer reg.notifyWatchers(p)
 		to := rfbparse.User
 		if in.Kind == "cede-control" {
 			to = rfbparse.Agent
@@ -244,7 +248,7 @@ func (c *controlChange) Run(context.Context) error {
 	s := c.s
 	s.events.Add("vnc.control", attribute.String("to", c.to.String()))
 	if s.state == stRelay && s.rfb != nil {
-		if rel := s.rfb.SetInteractor(c.to); len(rel) > 0 {
+		if rel := s.rfb.SetInteractor(roleControl(s.route.Role, c.to)); len(rel) > 0 {
 			_, _ = (*upstreamWriter)(s).Write(rel)
 			_ = s.flushUp()
 		}

@@ -24,6 +24,8 @@ type pair struct {
 	controlSet bool
 	idleSince  time.Time // both channels gone since; swept after ControlGrace
 	cdpURL     string
+	role       Role // of the VNC channel
+	msgRole    Role // of the message channel
 	clip       clipboard
 	askedAt    time.Time // when an ask-for-clipboard was sent with the user in control; zero: none pending
 
@@ -36,6 +38,8 @@ type pair struct {
 type registry struct {
 	mu    sync.Mutex
 	pairs map[channelKey]*pair
+
+	bySession map[sessionKey]map[*pair]struct{} // the pairs of each platform session (roles.go)
 }
 
 func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
@@ -43,7 +47,7 @@ func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
 // attach registers s (a VNC or message channel of route rt) and returns its
 // pair, the channel of the same kind it replaces (to be closed with
 // "replaced"), and who has control. It fails when the pair belongs to another
-// organization.
+// organization, or has a live channel of another role (roles.go).
 func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, control rfbparse.Interactor, ok bool) {
 	key := channelKey{rt.ClientID, rt.Kind, rt.ID}
 	r.mu.Lock()
@@ -54,13 +58,15 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 		// nothing of the previous one (control state, a pending ask, its
 		// CDP client) carries over.
 		go p.clip.close()
+		r.unindex(p)
 		p = nil
 	}
 	if p == nil {
 		p = &pair{key: key, org: rt.Organization}
 		r.pairs[key] = p
+		r.index(p)
 	}
-	if p.org != rt.Organization {
+	if p.org != rt.Organization || !roleFits(p, rt.Role) {
 		return nil, nil, 0, false
 	}
 	if !p.controlSet {
@@ -68,12 +74,12 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 	}
 	if rt.CDPURL != "" && rt.CDPURL != p.cdpURL {
 		p.cdpURL = rt.CDPURL
-		p.clip.reset(rt.CDPURL, rt.Header)
+		p.clip.reset(rt.CDPURL, rt.CDPHeader)
 	}
 	if s.mode == modeMessages {
-		replaced, p.msg = p.msg, s
+		replaced, p.msg, p.msgRole = p.msg, s, rt.Role
 	} else {
-		replaced, p.vnc = p.vnc, s
+		replaced, p.vnc, p.role = p.vnc, s, rt.Role
 	}
 	return p, replaced, p.control, true
 }
@@ -122,6 +128,7 @@ func (r *registry) sweep(now time.Time, grace time.Duration) {
 	for k, p := range r.pairs {
 		if p.vnc == nil && p.msg == nil && now.Sub(p.idleSince) > grace {
 			delete(r.pairs, k)
+			r.unindex(p)
 			idle = append(idle, p)
 		}
 	}

@@ -217,7 +217,7 @@ func TestE2ERouting(t *testing.T) {
 
 	t.Run("browser_session apikey query", func(t *testing.T) {
 		e := &e2e{t: t, vnc: vncA, srv: srv, addr: addr}
-		e.connect("/v1/stream/vnc/browser_session/bs1?apikey=key-a", nil)
+		e.connect("/v1/stream/vnc/browser_session/bs1?apikey=key-a&client_id=c1", nil)
 		e.send(keyMsg(true, 'a'), keyMsg(true, ctrlL), keyMsg(true, 'o'))
 		e.expectUpstream(keyMsg(true, 'a'), keyMsg(true, ctrlL)) // policy applies on routed sessions
 		// Nothing left held, so the session's end releases nothing on vncA.
@@ -226,7 +226,7 @@ func TestE2ERouting(t *testing.T) {
 	})
 	t.Run("task x-api-key header via ws upstream", func(t *testing.T) {
 		e := &e2e{t: t, vnc: vncB, srv: srv, addr: addr}
-		e.connect("/api/v1/stream/vnc/task/t1", map[string]string{"x-api-key": "key-a"})
+		e.connect("/api/v1/stream/vnc/task/t1?client_id=c1", map[string]string{"x-api-key": "key-a"})
 		e.send(keyMsg(true, 'b'), cutTextMsg([]byte("through websockify")))
 		e.expectUpstream(keyMsg(true, 'b'), cutTextMsg([]byte("through websockify")))
 		if got := relay.apiKeys(); len(got) != 1 || got[0] != "upstream-secret-t1" {
@@ -245,9 +245,14 @@ func TestE2ERouting(t *testing.T) {
 	})
 	t.Run("unknown path", func(t *testing.T) {
 		for _, p := range []string{"/websockify?apikey=key-a", "/v1/stream/rdp/browser_session/bs1?apikey=key-a",
-			"/v1/stream/vnc/desktop/bs1?apikey=key-a", "/v1/stream/vnc/browser_session/bs1/extra?apikey=key-a",
-			"/v1/stream/messages/browser_session/bs1?apikey=key-a"} {
+			"/v1/stream/vnc/desktop/bs1?apikey=key-a", "/v1/stream/vnc/browser_session/bs1/extra?apikey=key-a"} {
 			refuse(t, p, nil, 404)
+		}
+	})
+	t.Run("client_id required", func(t *testing.T) {
+		for _, p := range []string{"/v1/stream/vnc/browser_session/bs1?apikey=key-a",
+			"/v1/stream/messages/browser_session/bs1?apikey=key-a", "/api/v1/stream/vnc/task/t1?apikey=key-a&client_id="} {
+			refuse(t, p, nil, 400)
 		}
 	})
 	if t.Failed() {
@@ -260,7 +265,7 @@ func TestE2ERouting(t *testing.T) {
 	t.Run("reload", func(t *testing.T) {
 		// live is a session opened before the reload; it must survive it.
 		live := &e2e{t: t, vnc: vncA, srv: srv, addr: addr}
-		live.connect("/v1/stream/vnc/browser_session/bs1?apikey=key-a", nil)
+		live.connect("/v1/stream/vnc/browser_session/bs1?apikey=key-a&client_id=live", nil)
 		live.send(keyMsg(true, 'c'))
 		live.expectUpstream(keyMsg(true, 'c'))
 
@@ -271,13 +276,13 @@ func TestE2ERouting(t *testing.T) {
 		})), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := res.Reload(path); err != nil {
+		if _, err := res.Reload(path); err != nil {
 			t.Fatal(err)
 		}
 		refuse(t, "/v1/stream/vnc/browser_session/bs1?apikey=key-a", nil, 401)
 		refuse(t, "/api/v1/stream/vnc/task/t1?apikey=key-a2", nil, 404)
 		moved := &e2e{t: t, vnc: vncC, srv: srv, addr: addr}
-		moved.connect("/v1/stream/vnc/browser_session/bs1?apikey=key-a2", nil) // waits for vncC's conn
+		moved.connect("/v1/stream/vnc/browser_session/bs1?apikey=key-a2&client_id=moved", nil) // waits for vncC's conn
 		moved.send(keyMsg(true, 'd'))
 		moved.expectUpstream(keyMsg(true, 'd'))
 

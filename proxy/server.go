@@ -168,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("proxy: Config.Addr is required")
 	}
 	cfg.setDefaults()
+	cfg.Resolver = clientIDRequired{cfg.Resolver} // platform routes need client_id (roles.go)
 	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 

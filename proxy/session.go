@@ -408,13 +408,13 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	if rt.ClientID != "" {
 		p, old, ctl, ok := s.srv.reg.attach(s, rt)
 		if !ok {
-			s.reject(&upgrade.Error{Status: http.StatusForbidden, Message: "session belongs to another organization"})
+			s.reject(pairRefusal)
 			_ = s.viewer.Close()
 			return gnet.Close
 		}
 		s.pair, replaced, control = p, old, ctl
 	}
-	s.rfb = rfbparse.NewStream(s.srv.cfg.Policy, control)
+	s.rfb = newRoleStream(s.srv.cfg.Policy, rt.Role, control)
 	ua := s.req.UserAgent
 	s.rfb.SetMac(strings.Contains(ua, "Macintosh") || strings.Contains(ua, "Mac OS X"))
 	if s.wsUp {

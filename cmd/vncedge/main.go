@@ -90,7 +90,7 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6080", "viewer listen address (host:port)")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz, /readyz and /metrics (empty: off)")
 	fs.StringVar(&o.target, "target", "", "send every path to this upstream: tcp://host:port, ws://host:port/path or wss://…")
-	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/vnc/{kind}/{id} to upstreams and API keys (reloaded on SIGHUP)")
+	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/{vnc,messages}/{kind}/{id} to upstreams and API keys (reloaded when it changes and on SIGHUP)")
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for wss:// upstreams (default: system roots)")
@@ -253,22 +253,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		if err != nil {
 			return cfg, nil, err
 		}
-		tc := resolve.TokenConfig{VNCPort: o.vncPort, UpstreamAPIKey: o.upstreamAPIKey, DefaultControl: ctl, Leeway: 5 * time.Second}
-		if o.tokenSecretFile != "" {
-			secret, err := os.ReadFile(o.tokenSecretFile)
-			if err != nil {
-				return cfg, nil, fmt.Errorf("--token-secret-file: %w", err)
-			}
-			tc.HS256Secret = []byte(strings.TrimSpace(string(secret)))
-		}
-		if o.tokenPublicKeys != "" {
-			keys, err := resolve.LoadPublicKeys(strings.Split(o.tokenPublicKeys, ",")...)
-			if err != nil {
-				return cfg, nil, fmt.Errorf("--token-public-keys: %w", err)
-			}
-			tc.PublicKeys = keys
-		}
-		tr, err := resolve.NewTokenResolver(tc)
+		tr, err := newTokenSource(o, ctl) // reload.go: swapped when the key files change
 		if err != nil {
 			return cfg, nil, err
 		}
@@ -354,6 +339,9 @@ func runDemo(args []string) error {
 		fmt.Println("vncedge", version)
 		return nil
 	}
+	if o.sessions != "" && o.target == "" {
+		return runSessionsDemo(o) // demo_sessions.go: the viewer page over a sessions file
+	}
 	if o.target != "" || o.sessions != "" {
 		return errors.New("demo: the demo VNC server is the target: no --target or --sessions")
 	}
@@ -413,6 +401,17 @@ func serve(o *options, page http.Handler) error {
 	if err != nil {
 		return err
 	}
+	var watch *watcher // reload.go: the sessions file or token keys, on change and SIGHUP
+	if files, reload := configSource(o, cfg, static); reload != nil {
+		count, err := tp.NewReloadCounter()
+		if err != nil {
+			return fmt.Errorf("tracing: %w", err)
+		}
+		watch = newWatcher(files, reload, log, count)
+		stopWatch := make(chan struct{})
+		defer close(stopWatch)
+		go watch.run(stopWatch)
+	}
 
 	var admin *http.Server
 	if o.admin != "" {
@@ -435,12 +434,10 @@ func serve(o *options, page http.Handler) error {
 			return err
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				if static != nil {
-					if err := static.Reload(o.sessions); err != nil {
-						log.Error("reload sessions", "err", err)
-					} else {
-						log.Info("sessions reloaded", "file", o.sessions)
-					}
+				if watch != nil {
+					watch.kick()
+				} else {
+					log.Info("SIGHUP: nothing to reload (no --sessions or token key files)")
 				}
 				continue
 			}

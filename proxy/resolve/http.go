@@ -58,6 +58,7 @@ type SessionInfo struct {
 	VNCURL          string            `json:"vnc_url"`
 	UpstreamHeaders map[string]string `json:"upstream_headers"`
 	CDPURL          string            `json:"cdp_url"`
+	Role            string            `json:"role"` // the viewer's role: controller (default) or viewer
 }
 
 // HTTPResolver resolves streams by asking a control plane, forwarding the
@@ -159,7 +160,12 @@ func (h *HTTPResolver) Resolve(ctx context.Context, r *upgrade.Request) (*proxy.
 	for k, v := range info.UpstreamHeaders {
 		hdr.Set(k, v)
 	}
+	role, err := proxy.ParseRole(info.Role)
+	if err != nil {
+		return nil, &upgrade.Error{Status: http.StatusBadGateway, Message: "control plane sent an unknown role"}
+	}
 	return &proxy.Route{
+		Role: role,
 		Kind: kind, ID: id, Organization: info.OrganizationID, ClientID: clientID,
 		Upstream: up, Header: hdr, Control: h.cfg.DefaultControl,
 		CDPURL:     cdpURL(info.CDPURL, info.BrowserAddress),

@@ -56,6 +56,7 @@ type TokenClaims struct {
 	BrowserAddress string `json:"browser_address,omitempty"` // upstream derived as in UpstreamFromBrowserAddress
 	CDPURL         string `json:"cdp_url,omitempty"`         // DevTools endpoint; default: a ws(s)/http(s) browser address
 	ClientID       string `json:"client_id,omitempty"`       // when set, binds the token to this client_id
+	Role           string `json:"role,omitempty"`            // the viewer's role: controller (default) or viewer
 	jwt.RegisteredClaims
 }
 
@@ -166,14 +167,26 @@ func (t *TokenResolver) Resolve(_ context.Context, r *upgrade.Request) (*proxy.R
 	if c.ClientID != "" && c.ClientID != clientID {
 		return nil, &upgrade.Error{Status: http.StatusForbidden, Message: "token is bound to another client_id"}
 	}
+	role, err := proxy.ParseRole(c.Role)
+	if err != nil {
+		return nil, &upgrade.Error{Status: http.StatusUnauthorized, Message: "token has an unknown role"}
+	}
 	up, hdr, err := UpstreamFromBrowserAddress(c.BrowserAddress, c.Upstream, t.cfg.VNCPort, t.cfg.UpstreamAPIKey)
 	if err != nil {
 		return nil, &upgrade.Error{Status: http.StatusUnauthorized, Message: "token has no usable upstream"}
 	}
+	cdp := cdpURL(c.CDPURL, c.BrowserAddress)
+	var cdpHeader http.Header
+	if t.cfg.UpstreamAPIKey != "" && (strings.HasPrefix(cdp, "wss://") || strings.HasPrefix(cdp, "https://")) {
+		// The operator's key for the routed edge, which also fronts DevTools
+		// (never a viewer's credential, and only over TLS).
+		cdpHeader = http.Header{"X-Api-Key": {t.cfg.UpstreamAPIKey}}
+	}
 	rt := &proxy.Route{
-		Kind: kind, ID: id, Organization: c.Org, ClientID: clientID,
+		Kind: kind, ID: id, Organization: c.Org, ClientID: clientID, Role: role,
 		Upstream: up, Header: hdr, Control: t.cfg.DefaultControl,
-		CDPURL:     cdpURL(c.CDPURL, c.BrowserAddress),
+		CDPURL:     cdp,
+		CDPHeader:  cdpHeader,
 		Expires:    c.ExpiresAt.Add(t.cfg.Leeway),
 		Live:       t,
 		Credential: wireCredential(CredJWT, cred),

@@ -3,7 +3,7 @@
 // vncedge listener with the same client_id so vncedge pairs them.
 //
 // Query parameters: port (vncedge listener port), ws (WebSocket origin, e.g.
-// wss://edge.example.com), client_id. State for tests and curious people is
+// wss://edge.example.com), client_id, apikey (sent on both channels). State for tests and curious people is
 // in window.demo and on <html data-vnc=… data-messages=… data-interactor=…>.
 
 const $ = (id) => document.getElementById(id);
@@ -151,7 +151,8 @@ async function main() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const base = params.get('ws') || cfg.ws_base || `${scheme}//${location.hostname}:${port}`;
   state.clientId = params.get('client_id') || randomId();
-  const q = `?client_id=${encodeURIComponent(state.clientId)}`;
+  let q = `?client_id=${encodeURIComponent(state.clientId)}`;
+  if (params.get('apikey')) q += `&apikey=${encodeURIComponent(params.get('apikey'))}`; // vncedge demo --sessions
 
   openMessages(base + cfg.messages_path + q);
 

@@ -46,6 +46,12 @@ type Config struct {
 	ViewerLowWater   int           // ... and below which reading resumes; default 256 KiB
 	MaxEarlyBytes    int           // viewer bytes buffered while the upstream is dialed; default 64 KiB
 	MaxPausedInput   int           // viewer bytes held while the upstream is paused (backpressure); default 17 MiB (a full clipboard)
+	// MaxUpstreamBuffer caps bytes queued for the upstream (RFB data, pongs,
+	// closes): past it the session ends with slow-upstream; default MaxViewerBuffer.
+	MaxUpstreamBuffer int
+	// UpstreamIdleTimeout closes a session whose upstream sent nothing for
+	// this long (1001 upstream-idle); 0: off.
+	UpstreamIdleTimeout time.Duration
 
 	// Compat answers resolver refusals as the reference platform does: the
 	// upgrade succeeds, then close 1002 (credentials) or 1013 (not ready).
@@ -111,6 +117,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxViewerBuffer <= 0 {
 		c.MaxViewerBuffer = 64 << 20
+	}
+	if c.MaxUpstreamBuffer <= 0 {
+		c.MaxUpstreamBuffer = c.MaxViewerBuffer
 	}
 	if c.ViewerHighWater <= 0 {
 		c.ViewerHighWater = 1 << 20
@@ -457,7 +466,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 // tick is the sweep period: a quarter of the shortest timeout, within [10ms, 1s].
 func (s *Server) tick() time.Duration {
 	t := min(s.cfg.HandshakeTimeout, s.cfg.CloseTimeout)
-	for _, d := range []time.Duration{s.cfg.PingInterval, s.cfg.IdleTimeout, s.cfg.MaxDuration} {
+	for _, d := range []time.Duration{s.cfg.PingInterval, s.cfg.IdleTimeout, s.cfg.MaxDuration, s.cfg.UpstreamIdleTimeout} {
 		if d > 0 {
 			t = min(t, d)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -53,6 +54,12 @@ const selectionJS = `(() => {
   return sel ? sel.toString() : "";
 })()`
 
+// boundedSelectionJS is selectionJS answering {tooLarge: true} instead of a
+// selection longer than MaxText UTF-16 units: the page's text never crosses
+// the wire past the bound.
+var boundedSelectionJS = `(() => { const s = ` + selectionJS + `; return s.length > ` +
+	strconv.Itoa(MaxText) + ` ? {tooLarge: true} : s; })()`
+
 // probe is one page's answer to probeJS; ok is false if it did not answer.
 type probe struct {
 	ok      bool
@@ -97,6 +104,9 @@ func (c *Client) choosePage(ctx context.Context, cn *conn) (targetID, sessionID 
 		}
 	}
 	cn.keepSessions(live)
+	if len(pages) > maxPages {
+		pages = pages[:maxPages] // a browser with more tabs than this is not a user's
+	}
 	switch len(pages) {
 	case 0:
 		return "", "", ErrNoPage
@@ -117,8 +127,16 @@ func (c *Client) choosePage(ctx context.Context, cn *conn) (targetID, sessionID 
 		p   probe
 	}
 	answers := make(chan answer, len(pages))
+	sem := make(chan struct{}, probeConcurrency)
 	for i, t := range pages {
 		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-pctx.Done():
+				answers <- answer{i, "", probe{err: pctx.Err()}}
+				return
+			}
+			defer func() { <-sem }()
 			sid, p := c.probe(pctx, cn, t)
 			answers <- answer{i, sid, p}
 		}()
@@ -250,12 +268,22 @@ func evaluate(ctx context.Context, cn *conn, sessionID, expr string, out any) er
 	return nil
 }
 
-// evaluateString runs expr, which must produce a string. The caller's ctx
-// bounds the call.
+// evaluateString runs expr, which must produce a string, or {tooLarge: true}
+// (ErrTextTooLarge). The caller's ctx bounds the call.
 func evaluateString(ctx context.Context, cn *conn, sessionID, expr string) (string, error) {
-	var s string
-	if err := evaluate(ctx, cn, sessionID, expr, &s); err != nil {
+	var v json.RawMessage
+	if err := evaluate(ctx, cn, sessionID, expr, &v); err != nil {
 		return "", err
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		var big struct {
+			TooLarge bool `json:"tooLarge"`
+		}
+		if json.Unmarshal(v, &big) == nil && big.TooLarge {
+			return "", ErrTextTooLarge
+		}
+		return "", fmt.Errorf("%s: unexpected result", "Runtime.evaluate")
 	}
 	return s, nil
 }

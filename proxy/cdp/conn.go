@@ -59,7 +59,7 @@ type request struct {
 // message is any incoming DevTools message: a response (ID set) or an event
 // (Method set).
 type message struct {
-	tooLarge  bool // set by readLoop: the answer passed maxMessage and was discarded
+	tooLarge  bool            // set by readLoop: the answer passed maxMessage and was discarded
 	ID        int64           `json:"id"`
 	Method    string          `json:"method"`
 	SessionID string          `json:"sessionId"`

@@ -61,7 +61,7 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 	}
 	if rt.CDPURL != "" && rt.CDPURL != p.cdpURL {
 		p.cdpURL = rt.CDPURL
-		p.clip.reset(rt.CDPURL, rt.Header)
+		p.clip.reset(rt.CDPURL, rt.CDPHeader)
 	}
 	if s.mode == modeMessages {
 		replaced, p.msg = p.msg, s

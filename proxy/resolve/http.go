@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
-	"golang.org/x/net/http/httpguts"
 	"golang.org/x/sync/singleflight"
 
 	"vncedge/proxy"
@@ -58,6 +57,9 @@ type SessionInfo struct {
 	VNCURL          string            `json:"vnc_url"`
 	UpstreamHeaders map[string]string `json:"upstream_headers"`
 	CDPURL          string            `json:"cdp_url"`
+	// CDPHeaders are sent to the DevTools endpoint (cdp_url) only; the
+	// upstream's headers never are.
+	CDPHeaders map[string]string `json:"cdp_headers"`
 }
 
 // HTTPResolver resolves streams by asking a control plane, forwarding the
@@ -98,7 +100,11 @@ func NewHTTPResolver(cfg HTTPConfig) (*HTTPResolver, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: cfg.Timeout}
+		cfg.Client = newControlPlaneClient(cfg.Timeout)
+	} else {
+		c := *cfg.Client
+		c.CheckRedirect = noRedirects // never: the viewer's credential would follow
+		cfg.Client = &c
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = time.Second
@@ -159,10 +165,12 @@ func (h *HTTPResolver) Resolve(ctx context.Context, r *upgrade.Request) (*proxy.
 	for k, v := range info.UpstreamHeaders {
 		hdr.Set(k, v)
 	}
+	cdp := cdpURL(info.CDPURL, info.BrowserAddress)
 	return &proxy.Route{
 		Kind: kind, ID: id, Organization: info.OrganizationID, ClientID: clientID,
 		Upstream: up, Header: hdr, Control: h.cfg.DefaultControl,
-		CDPURL:     cdpURL(info.CDPURL, info.BrowserAddress),
+		CDPURL:     cdp,
+		CDPHeader:  cdpHeader(up, hdr, cdp, info.CDPHeaders),
 		Live:       h,
 		Credential: wire,
 	}, nil
@@ -354,10 +362,11 @@ func (h *HTTPResolver) fetch(ctx context.Context, kind, id, wire string) (*Sessi
 	if info.OrganizationID == "" {
 		return nil, fmt.Errorf("%w: no organization_id", errMalformed)
 	}
-	for k, v := range info.UpstreamHeaders {
-		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
-			return nil, fmt.Errorf("%w: invalid upstream header", errMalformed)
-		}
+	if err := checkHeaders("upstream_headers", info.UpstreamHeaders); err != nil {
+		return nil, err
+	}
+	if err := checkHeaders("cdp_headers", info.CDPHeaders); err != nil {
+		return nil, err
 	}
 	return &info, nil
 }

@@ -170,10 +170,12 @@ func (t *TokenResolver) Resolve(_ context.Context, r *upgrade.Request) (*proxy.R
 	if err != nil {
 		return nil, &upgrade.Error{Status: http.StatusUnauthorized, Message: "token has no usable upstream"}
 	}
+	cdp := cdpURL(c.CDPURL, c.BrowserAddress)
 	rt := &proxy.Route{
 		Kind: kind, ID: id, Organization: c.Org, ClientID: clientID,
 		Upstream: up, Header: hdr, Control: t.cfg.DefaultControl,
-		CDPURL:     cdpURL(c.CDPURL, c.BrowserAddress),
+		CDPURL:     cdp,
+		CDPHeader:  cdpHeader(up, hdr, cdp, nil),
 		Expires:    c.ExpiresAt.Add(t.cfg.Leeway),
 		Live:       t,
 		Credential: wireCredential(CredJWT, cred),

@@ -307,6 +307,9 @@ func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
 	if err == nil {
 		text, err = c.SelectedText(ctx)
 	}
+	if err == nil {
+		err = copyTooLarge(text)
+	}
 	done(err)
 	if err != nil {
 		log.Warn("clipboard copy failed", "err", tracing.Redact(err.Error()))

@@ -58,6 +58,11 @@ type Config struct {
 	Compat bool
 	// LivenessPeriod is how often live routes are re-verified; default 5s.
 	LivenessPeriod time.Duration
+	// LivenessGrace ends a live route's sessions when none of its checks
+	// succeeded for this long (EndReason(ErrLivenessUnverified)), whatever
+	// the Verifier says meanwhile; default 3 × LivenessPeriod, at least 15s
+	// (the HTTP resolver's own grace).
+	LivenessGrace time.Duration
 	// ControlGrace keeps a viewer's control state after both its channels
 	// closed, so a reconnect finds it; default 5m.
 	ControlGrace time.Duration
@@ -107,6 +112,7 @@ func (c *Config) setDefaults() {
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.CloseTimeout, 3*time.Second)
 	def(&c.LivenessPeriod, 5*time.Second)
+	def(&c.LivenessGrace, max(3*c.LivenessPeriod, 15*time.Second))
 	def(&c.ControlGrace, 5*time.Minute)
 	def(&c.ClipboardTimeout, 5*time.Second)
 	if c.PingInterval == 0 {
@@ -162,6 +168,7 @@ type Server struct {
 	booted   chan struct{}
 	stopped  chan struct{} // closed when the event loops have returned
 	stopping atomic.Bool
+	live     *liveness // owned by livenessLoop
 
 	// Counters, read with Stats.
 	active, total, upgradeFailures atomic.Int64
@@ -329,12 +336,16 @@ func (s *Server) livenessLoop() {
 	}
 }
 
+// checkLiveness ends sessions whose token expired and hands the live routes
+// to the liveness scheduler (liveness.go), which checks each platform
+// session on its own, within per-organization budgets. Called from
+// livenessLoop only.
 func (s *Server) checkLiveness(now time.Time) {
-	type group struct {
-		rt       *Route
-		sessions []*session
+	if s.live == nil {
+		s.live = newLiveness(s.cfg.LivenessPeriod, s.cfg.LivenessGrace)
+		s.live.done, s.live.expire = s.liveCheckDone, s.liveExpired
 	}
-	groups := map[[3]string]*group{}
+	groups := map[liveKey]*liveGroup{}
 	s.mu.Lock()
 	for sess := range s.sessions {
 		rt := sess.published.Load()
@@ -348,52 +359,16 @@ func (s *Server) checkLiveness(now time.Time) {
 		if rt.Live == nil {
 			continue
 		}
-		k := [3]string{rt.Organization, rt.Kind, rt.ID}
+		k := liveKey{rt.Organization, rt.Kind, rt.ID}
 		g := groups[k]
 		if g == nil {
-			g = &group{rt: rt}
+			g = &liveGroup{rt: rt}
 			groups[k] = g
 		}
 		g.sessions = append(g.sessions, sess)
 	}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for _, g := range groups {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LivenessPeriod)
-			defer cancel()
-			began := time.Now()
-			err := g.rt.Live.Verify(ctx, g.rt)
-			if tr := s.cfg.Tracing; tr != nil {
-				tr.ControlPlaneLatency("verify", time.Since(began), err == nil || errors.Is(err, ErrSessionEnded))
-			}
-			if err == nil {
-				return
-			}
-			if !errors.Is(err, ErrSessionEnded) {
-				s.cfg.Logger.Warn("liveness check failed", "err", tracing.Redact(err.Error()), "kind", g.rt.Kind, "id", g.rt.ID)
-				for _, sess := range g.sessions {
-					sess.eventAsync("vnc.liveness.error")
-				}
-				return
-			}
-			reason := "session-ended"
-			if s.cfg.EndReason != nil {
-				if r := s.cfg.EndReason(err); r != "" {
-					reason = r
-				}
-			}
-			s.cfg.Logger.Info("session ended upstream", "kind", g.rt.Kind, "id", g.rt.ID, "viewers", len(g.sessions), "reason", reason)
-			for _, sess := range g.sessions {
-				sess.endAsync(ws.StatusNormalClosure, reason)
-			}
-		}()
-	}
-	wg.Wait()
+	s.live.round(now, groups)
 }
 
 // OnOpen implements gnet.EventHandler: a new viewer, or an enrolled upstream.

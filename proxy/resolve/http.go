@@ -75,7 +75,7 @@ type HTTPResolver struct {
 
 	mu        sync.Mutex
 	cache     map[string]cached
-	failing   map[string]failure // kind/id → current streak of failed checks
+	lastOK    map[string]time.Time // kind/id → its last successful answer (or first failure)
 	lastSweep time.Time
 
 	testHookBeforeFetch func() // test only: runs before a call joins the flight
@@ -86,9 +86,6 @@ type cached struct {
 	err  error
 	at   time.Time
 }
-
-// failure is a streak of consecutive failed liveness checks of one session.
-type failure struct{ first, last time.Time }
 
 // NewHTTPResolver checks cfg and fills in its defaults.
 func NewHTTPResolver(cfg HTTPConfig) (*HTTPResolver, error) {
@@ -116,10 +113,10 @@ func NewHTTPResolver(cfg HTTPConfig) (*HTTPResolver, error) {
 		cfg.Now = time.Now
 	}
 	return &HTTPResolver{
-		cfg:     cfg,
-		base:    strings.TrimRight(cfg.Base, "/"),
-		cache:   map[string]cached{},
-		failing: map[string]failure{},
+		cfg:    cfg,
+		base:   strings.TrimRight(cfg.Base, "/"),
+		cache:  map[string]cached{},
+		lastOK: map[string]time.Time{},
 	}, nil
 }
 
@@ -151,6 +148,7 @@ func (h *HTTPResolver) Resolve(ctx context.Context, r *upgrade.Request) (*proxy.
 	if !Live(kind, info.Status) {
 		return nil, &upgrade.Error{Status: http.StatusConflict, Message: "session is not live"}
 	}
+	h.clearFailure(kind + "/" + id)
 	apiKey := ""
 	if ck == CredAPIKey {
 		apiKey = cred
@@ -230,23 +228,20 @@ func (h *HTTPResolver) Verify(ctx context.Context, rt *proxy.Route) error {
 	return nil
 }
 
-// failed records a failed check of sess and says whether the streak has
-// outlasted the grace period. A streak whose last failure is older than the
-// grace period (nobody checked in between) starts over.
+// failed records a failed check of sess and says whether the failures have
+// outlasted the grace period, counted from the session's last successful
+// answer (or from the first failure, when none is known). Gaps between
+// checks never restart the count: a control plane too slow to be asked
+// often still fails closed.
 func (h *HTTPResolver) failed(sess string, cause error) error {
 	now := h.cfg.Now()
 	h.mu.Lock()
-	f, ok := h.failing[sess]
-	if !ok || now.Sub(f.last) > h.cfg.Grace {
-		f.first = now
+	since, ok := h.lastOK[sess]
+	if !ok {
+		since = now
+		h.lastOK[sess] = now
 	}
-	f.last = now
-	ended := now.Sub(f.first) >= h.cfg.Grace
-	if ended {
-		delete(h.failing, sess)
-	} else {
-		h.failing[sess] = f
-	}
+	ended := now.Sub(since) >= h.cfg.Grace
 	h.mu.Unlock()
 	if ended {
 		return fmt.Errorf("%w: %w", ErrControlPlaneUnreachable, cause)
@@ -254,9 +249,10 @@ func (h *HTTPResolver) failed(sess string, cause error) error {
 	return fmt.Errorf("liveness check: %w", cause)
 }
 
+// clearFailure records a successful answer for sess.
 func (h *HTTPResolver) clearFailure(sess string) {
 	h.mu.Lock()
-	delete(h.failing, sess)
+	h.lastOK[sess] = h.cfg.Now()
 	h.mu.Unlock()
 }
 
@@ -318,9 +314,9 @@ func (h *HTTPResolver) store(key string, c cached) {
 			delete(h.cache, k)
 		}
 	}
-	for k, f := range h.failing {
-		if c.at.Sub(f.last) > h.cfg.Grace {
-			delete(h.failing, k)
+	for k, t := range h.lastOK {
+		if c.at.Sub(t) > 4*h.cfg.Grace { // asked about by nobody for long: gone
+			delete(h.lastOK, k)
 		}
 	}
 }

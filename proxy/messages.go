@@ -111,6 +111,7 @@ func (s *session) resolveMessages() {
 		s.failDial(resolveStatus(cfg, err, s.req))
 		return
 	}
+	s.srv.vetCDP(route)
 	if cfg.MaxPerOrg > 0 {
 		if he := s.srv.admitOrg(route.Organization); he != nil {
 			s.failDial(he)

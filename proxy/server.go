@@ -36,6 +36,12 @@ type Config struct {
 	AllowedOrigins []string
 	// UpstreamTLS configures wss:// upstreams (RootCAs for a private CA).
 	UpstreamTLS *tls.Config
+	// UpstreamAllow lists where resolver answers may send vncedge (upstreams
+	// and DevTools endpoints): CIDRs, addresses and host names ("*.example.com"
+	// for subdomains); empty: anywhere. Addr and AdminAddr are never dialed.
+	UpstreamAllow []string
+	// AdminAddr is the admin HTTP server's address, never dialed as an upstream.
+	AdminAddr string
 
 	DialTimeout      time.Duration // resolve + dial + ws handshake; default 10s
 	HandshakeTimeout time.Duration // viewer's HTTP request head must arrive within; default 10s
@@ -169,6 +175,7 @@ type Server struct {
 	stopped  chan struct{} // closed when the event loops have returned
 	stopping atomic.Bool
 	live     *liveness // owned by livenessLoop
+	guard    *destGuard
 
 	// Counters, read with Stats.
 	active, total, upgradeFailures atomic.Int64
@@ -184,7 +191,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, errors.New("proxy: Config.Addr is required")
 	}
 	cfg.setDefaults()
-	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
+	guard, err := newDestGuard(cfg.UpstreamAllow, cfg.Addr, cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return &Server{guard: guard, cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Stats is a snapshot of server-wide counters.

@@ -261,7 +261,8 @@ func (s *session) dial() {
 		dialCtx, dialSpan = tr.StartChild(ctx, tracing.SpanDial)
 	}
 	began := time.Now()
-	conn, early, br, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing, &s.srv.conns)
+	s.srv.vetCDP(route)
+	conn, early, br, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing, &s.srv.conns, s.srv.guard)
 	if tr := cfg.Tracing; tr != nil {
 		tr.DialLatency(time.Since(began), err == nil)
 		tracing.EndChild(dialSpan, err)

@@ -34,11 +34,15 @@ import (
 // go only where SafeHeaders allows. For wss the returned io.Closer ends the
 // bridge (both goroutines, the TLS conn and the socketpair); its two extra
 // sockets count in conns while it lives.
-func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider, conns *atomic.Int64) (net.Conn, []byte, io.Closer, error) {
+func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider, conns *atomic.Int64, guard *destGuard) (net.Conn, []byte, io.Closer, error) {
 	u := rt.Upstream
+	if err := guard.checkURL(u); err != nil {
+		return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
+	}
+	control := guard.control(u.Hostname()) // every address connected to is checked
 	switch u.Scheme {
 	case "tcp":
-		var d net.Dialer
+		d := net.Dialer{Control: control}
 		c, err := d.DialContext(ctx, "tcp", u.Host)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
@@ -51,7 +55,7 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 			Protocols: []string{"binary"},
 			TLSConfig: tlsConf,
 			NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				var nd net.Dialer
+				nd := net.Dialer{Control: control}
 				c, err := nd.DialContext(ctx, network, addr)
 				tcp = c
 				return c, err

@@ -1,6 +1,7 @@
 package cdp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,64 @@ type targetInfo struct {
 	TargetID string `json:"targetId"`
 	Type     string `json:"type"`
 	URL      string `json:"url"`
+}
+
+// maxListed bounds the target ids kept from one Target.getTargets answer to
+// prune the session cache; past it the cache is not pruned that time.
+const maxListed = 4096
+
+// targetList is a Target.getTargets answer, decoded one target at a time:
+// the first maxPages user pages (a browser with more tabs than this is not a
+// user's), and the ids of all targets when there are at most maxListed.
+// A hostile answer with a huge list costs its bytes, not a value per target.
+type targetList struct {
+	pages []string
+	live  map[string]bool // nil: too many targets to keep
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (l *targetList) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("Target.getTargets: result is not an object")
+	}
+	l.live = map[string]bool{}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if key != "targetInfos" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+			return errors.New("Target.getTargets: targetInfos is not a list")
+		}
+		for dec.More() {
+			var t targetInfo
+			if err := dec.Decode(&t); err != nil {
+				return err
+			}
+			if l.live != nil {
+				if len(l.live) >= maxListed {
+					l.live = nil
+				} else {
+					l.live[t.TargetID] = true
+				}
+			}
+			if userPage(t) && len(l.pages) < maxPages {
+				l.pages = append(l.pages, t.TargetID)
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // userPage reports whether t is a page a user can look at: a tab, not the
@@ -87,25 +146,15 @@ type probe struct {
 // page there is nothing to choose and no probe is made.
 func (c *Client) choosePage(ctx context.Context, cn *conn) (targetID, sessionID string, err error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	var list struct {
-		TargetInfos []targetInfo `json:"targetInfos"`
-	}
+	var list targetList
 	err = cn.call(lctx, "", "Target.getTargets", nil, &list)
 	cancel()
 	if err != nil {
 		return "", "", err
 	}
-	var pages []string
-	live := make(map[string]bool, len(list.TargetInfos))
-	for _, t := range list.TargetInfos {
-		live[t.TargetID] = true
-		if userPage(t) {
-			pages = append(pages, t.TargetID)
-		}
-	}
-	cn.keepSessions(live)
-	if len(pages) > maxPages {
-		pages = pages[:maxPages] // a browser with more tabs than this is not a user's
+	pages := list.pages
+	if list.live != nil {
+		cn.keepSessions(list.live)
 	}
 	switch len(pages) {
 	case 0:

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,7 +36,8 @@ type dialResult struct {
 	route   *Route
 	org     string // organization whose slot was taken (orgHeld)
 	orgHeld bool
-	conn    net.Conn // the dialed upstream (VNC channel), nil for messages
+	conn    net.Conn  // the dialed upstream (VNC channel), nil for messages
+	bridge  io.Closer // the wss bridge behind conn, if any
 	early   []byte
 	fail    *upgrade.Error // set when the dial or resolve failed
 }
@@ -92,6 +94,8 @@ func (j *dialJob) discard(r *dialResult) {
 		_ = r.conn.Close()
 		r.conn = nil
 	}
+	closeBridge(r.bridge)
+	r.bridge = nil
 	if r.orgHeld {
 		j.srv.releaseOrg(r.org)
 		r.orgHeld = false
@@ -143,11 +147,12 @@ func dialDone(s *session, r *dialResult) {
 		s.answerDialFailure(r.fail)
 		return
 	}
-	up := &upstreamConn{s: s, early: r.early, route: r.route}
+	up := &upstreamConn{s: s, early: r.early, route: r.route, bridge: r.bridge}
 	conn := r.conn
-	r.conn = nil
+	r.conn, r.bridge = nil, nil
 	if _, err := s.viewer.EventLoop().Enroll(gnet.NewContext(context.Background(), up), conn); err != nil {
 		_ = conn.Close()
+		closeBridge(up.bridge)
 		s.answerDialFailure(&upgrade.Error{Status: http.StatusServiceUnavailable, Message: "shutting down"})
 	}
 }

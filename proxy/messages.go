@@ -109,6 +109,7 @@ func (j *dialJob) resolveMessages() {
 		j.finish(failResult(resolveStatus(&j.srv.cfg, err, j.req)), messagesResolved)
 		return
 	}
+	j.srv.vetCDP(route)
 	r := &dialResult{route: route}
 	if he := j.takeOrg(r); he != nil {
 		j.finish(failResult(he), messagesResolved)
@@ -298,6 +299,9 @@ func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
 	var text string
 	if err == nil {
 		text, err = c.SelectedText(ctx)
+	}
+	if err == nil {
+		err = copyTooLarge(text)
 	}
 	done(err)
 	if err != nil {

@@ -100,6 +100,7 @@ func (r *registry) detach(s *session) {
 	}
 	if p.vnc == nil && p.msg == nil {
 		p.idleSince = time.Now()
+		p.clip.drop() // no channel left: close the DevTools connection
 	}
 }
 

@@ -32,8 +32,8 @@ type Route struct {
 	// CDPURL is the browser's DevTools endpoint (ws://…/devtools/browser/…
 	// or http://host:port), used for the clipboard; empty: no clipboard.
 	CDPURL string
-	// CDPHeader holds headers sent only to CDPURL (e.g. the DevTools
-	// endpoint's x-api-key); never logged.
+	// CDPHeader is sent to CDPURL (e.g. x-api-key for a routed browser);
+	// Header never is. Never logged.
 	CDPHeader http.Header
 	// Expires ends the session with close 1000 "token-expired"; zero: never.
 	Expires time.Time
@@ -169,12 +169,14 @@ type TargetResolver struct {
 	Header   http.Header
 	Control  rfbparse.Interactor
 	CDPURL   string // DevTools endpoint of the browser behind Upstream, for the clipboard
+	// CDPHeader goes to CDPURL; Header never does.
+	CDPHeader http.Header
 }
 
 // Resolve implements Resolver.
 func (t *TargetResolver) Resolve(_ context.Context, r *upgrade.Request) (*Route, error) {
 	rt := &Route{Upstream: t.Upstream, Header: t.Header, Control: t.Control,
-		ClientID: r.Query.Get("client_id"), CDPURL: t.CDPURL}
+		ClientID: r.Query.Get("client_id"), CDPURL: t.CDPURL, CDPHeader: t.CDPHeader}
 	if _, kind, id, ok := ParseStreamPath(r.Path); ok {
 		rt.Kind, rt.ID = kind, id // pairs a viewer's VNC and message channels
 	}

@@ -36,6 +36,12 @@ type Config struct {
 	AllowedOrigins []string
 	// UpstreamTLS configures wss:// upstreams (RootCAs for a private CA).
 	UpstreamTLS *tls.Config
+	// UpstreamAllow lists where resolver answers may send vncedge (upstreams
+	// and DevTools endpoints): CIDRs, addresses and host names ("*.example.com"
+	// for subdomains); empty: anywhere. Addr and AdminAddr are never dialed.
+	UpstreamAllow []string
+	// AdminAddr is the admin HTTP server's address, never dialed as an upstream.
+	AdminAddr string
 
 	DialTimeout      time.Duration // resolve + dial + ws handshake; default 10s
 	HandshakeTimeout time.Duration // viewer's HTTP request head must arrive within; default 10s
@@ -46,12 +52,23 @@ type Config struct {
 	ViewerLowWater   int           // ... and below which reading resumes; default 256 KiB
 	MaxEarlyBytes    int           // viewer bytes buffered while the upstream is dialed; default 64 KiB
 	MaxPausedInput   int           // viewer bytes held while the upstream is paused (backpressure); default 17 MiB (a full clipboard)
+	// MaxUpstreamBuffer caps bytes queued for the upstream (RFB data, pongs,
+	// closes): past it the session ends with slow-upstream; default MaxViewerBuffer.
+	MaxUpstreamBuffer int
+	// UpstreamIdleTimeout closes a session whose upstream sent nothing for
+	// this long (1001 upstream-idle); 0: off.
+	UpstreamIdleTimeout time.Duration
 
 	// Compat answers resolver refusals as the reference platform does: the
 	// upgrade succeeds, then close 1002 (credentials) or 1013 (not ready).
 	Compat bool
 	// LivenessPeriod is how often live routes are re-verified; default 5s.
 	LivenessPeriod time.Duration
+	// LivenessGrace ends a live route's sessions when none of its checks
+	// succeeded for this long (EndReason(ErrLivenessUnverified)), whatever
+	// the Verifier says meanwhile; default 3 × LivenessPeriod, at least 15s
+	// (the HTTP resolver's own grace).
+	LivenessGrace time.Duration
 	// ControlGrace keeps a viewer's control state after both its channels
 	// closed, so a reconnect finds it; default 5m.
 	ControlGrace time.Duration
@@ -101,6 +118,7 @@ func (c *Config) setDefaults() {
 	def(&c.HandshakeTimeout, 10*time.Second)
 	def(&c.CloseTimeout, 3*time.Second)
 	def(&c.LivenessPeriod, 5*time.Second)
+	def(&c.LivenessGrace, max(3*c.LivenessPeriod, 15*time.Second))
 	def(&c.ControlGrace, 5*time.Minute)
 	def(&c.ClipboardTimeout, 5*time.Second)
 	if c.PingInterval == 0 {
@@ -111,6 +129,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxViewerBuffer <= 0 {
 		c.MaxViewerBuffer = 64 << 20
+	}
+	if c.MaxUpstreamBuffer <= 0 {
+		c.MaxUpstreamBuffer = c.MaxViewerBuffer
 	}
 	if c.ViewerHighWater <= 0 {
 		c.ViewerHighWater = 1 << 20
@@ -153,6 +174,8 @@ type Server struct {
 	booted   chan struct{}
 	stopped  chan struct{} // closed when the event loops have returned
 	stopping atomic.Bool
+	live     *liveness // owned by livenessLoop
+	guard    *destGuard
 
 	// Counters, read with Stats.
 	active, total, upgradeFailures atomic.Int64
@@ -169,7 +192,11 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.setDefaults()
 	cfg.Resolver = clientIDRequired{cfg.Resolver} // platform routes need client_id (roles.go)
-	return &Server{cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
+	guard, err := newDestGuard(cfg.UpstreamAllow, cfg.Addr, cfg.AdminAddr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return &Server{guard: guard, cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Stats is a snapshot of server-wide counters.
@@ -321,12 +348,16 @@ func (s *Server) livenessLoop() {
 	}
 }
 
+// checkLiveness ends sessions whose token expired and hands the live routes
+// to the liveness scheduler (liveness.go), which checks each platform
+// session on its own, within per-organization budgets. Called from
+// livenessLoop only.
 func (s *Server) checkLiveness(now time.Time) {
-	type group struct {
-		rt       *Route
-		sessions []*session
+	if s.live == nil {
+		s.live = newLiveness(s.cfg.LivenessPeriod, s.cfg.LivenessGrace)
+		s.live.done, s.live.expire = s.liveCheckDone, s.liveExpired
 	}
-	groups := map[[3]string]*group{}
+	groups := map[liveKey]*liveGroup{}
 	s.mu.Lock()
 	for sess := range s.sessions {
 		rt := sess.published.Load()
@@ -340,52 +371,16 @@ func (s *Server) checkLiveness(now time.Time) {
 		if rt.Live == nil {
 			continue
 		}
-		k := [3]string{rt.Organization, rt.Kind, rt.ID}
+		k := liveKey{rt.Organization, rt.Kind, rt.ID}
 		g := groups[k]
 		if g == nil {
-			g = &group{rt: rt}
+			g = &liveGroup{rt: rt}
 			groups[k] = g
 		}
 		g.sessions = append(g.sessions, sess)
 	}
 	s.mu.Unlock()
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, 32)
-	for _, g := range groups {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LivenessPeriod)
-			defer cancel()
-			began := time.Now()
-			err := g.rt.Live.Verify(ctx, g.rt)
-			if tr := s.cfg.Tracing; tr != nil {
-				tr.ControlPlaneLatency("verify", time.Since(began), err == nil || errors.Is(err, ErrSessionEnded))
-			}
-			if err == nil {
-				return
-			}
-			if !errors.Is(err, ErrSessionEnded) {
-				s.cfg.Logger.Warn("liveness check failed", "err", tracing.Redact(err.Error()), "kind", g.rt.Kind, "id", g.rt.ID)
-				for _, sess := range g.sessions {
-					sess.eventAsync("vnc.liveness.error")
-				}
-				return
-			}
-			reason := "session-ended"
-			if s.cfg.EndReason != nil {
-				if r := s.cfg.EndReason(err); r != "" {
-					reason = r
-				}
-			}
-			s.cfg.Logger.Info("session ended upstream", "kind", g.rt.Kind, "id", g.rt.ID, "viewers", len(g.sessions), "reason", reason)
-			for _, sess := range g.sessions {
-				sess.endAsync(ws.StatusNormalClosure, reason)
-			}
-		}()
-	}
-	wg.Wait()
+	s.live.round(now, groups)
 }
 
 // OnOpen implements gnet.EventHandler: a new viewer, or an enrolled upstream.
@@ -463,7 +458,7 @@ func (s *Server) OnTick() (time.Duration, gnet.Action) {
 // tick is the sweep period: a quarter of the shortest timeout, within [10ms, 1s].
 func (s *Server) tick() time.Duration {
 	t := min(s.cfg.HandshakeTimeout, s.cfg.CloseTimeout)
-	for _, d := range []time.Duration{s.cfg.PingInterval, s.cfg.IdleTimeout, s.cfg.MaxDuration} {
+	for _, d := range []time.Duration{s.cfg.PingInterval, s.cfg.IdleTimeout, s.cfg.MaxDuration, s.cfg.UpstreamIdleTimeout} {
 		if d > 0 {
 			t = min(t, d)
 		}

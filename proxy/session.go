@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -73,7 +72,14 @@ type session struct {
 	udec wsframe.Decoder // upstream frames for ws/wss upstreams (we are the client)
 	rfb  *rfbparse.Stream
 
-	mask [4]byte                           // our client mask for ws upstreams
+	// Upstream side (upstream_side.go).
+	maskRNG      maskStream // a fresh client mask per frame to ws upstreams
+	bridge       io.Closer  // the wss bridge; closed with the upstream
+	upPongOwed   bool       // a ping from the upstream waits for its pong
+	pongLen      uint8
+	pongBody     [125]byte
+	lastUpstream int64 // coarse unix ns of the last upstream read
+
 	vhdr [wsframe.MaxHeaderSize]byte       // header of a frame to the viewer
 	uhdr [wsframe.MaxHeaderSize]byte       // header of a frame to the upstream
 	vec  [2][]byte                         // writev vector (gnet modifies it in place)
@@ -124,6 +130,8 @@ type upstreamConn struct {
 	early   []byte // bytes read by the ws dialer past its 101
 	route   *Route // handed to the session on the loop, in upstreamOpen
 	resumed bool   // enrolled again after a pause
+
+	bridge io.Closer // the wss bridge behind a socketpair conn, handed to the session
 }
 
 func newSession(srv *Server, c gnet.Conn) *session {
@@ -252,7 +260,8 @@ func (j *dialJob) dial() {
 		dialCtx, dialSpan = tr.StartChild(j.ctx, tracing.SpanDial)
 	}
 	began := time.Now()
-	conn, early, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing)
+	j.srv.vetCDP(route)
+	conn, early, br, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing, &j.srv.conns, j.srv.guard)
 	if tr := cfg.Tracing; tr != nil {
 		tr.DialLatency(time.Since(began), err == nil)
 		tracing.EndChild(dialSpan, err)
@@ -267,7 +276,7 @@ func (j *dialJob) dial() {
 		j.finish(failResult(dialStatus(err)), dialDone)
 		return
 	}
-	r.conn, r.early = conn, early
+	r.conn, r.early, r.bridge = conn, early, br
 	j.finish(r, dialDone)
 }
 
@@ -397,9 +406,10 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		return gnet.None
 	}
 	if s.state != stDialing {
+		closeBridge(up.bridge)
 		return gnet.Close
 	}
-	s.up, s.route = c, up.route
+	s.up, s.route, s.bridge = c, up.route, up.bridge
 	_ = c.SetNoDelay(true)
 	rt := s.route
 	s.wsUp = rt.Upstream.Scheme != "tcp"
@@ -418,7 +428,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	ua := s.req.UserAgent
 	s.rfb.SetMac(strings.Contains(ua, "Macintosh") || strings.Contains(ua, "Mac OS X"))
 	if s.wsUp {
-		_, _ = rand.Read(s.mask[:])
+		s.maskRNG.seed()
 	}
 	if _, err := s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto)); err != nil {
 		s.end(ws.StatusInternalServerError, "viewer-write-failed")
@@ -452,7 +462,9 @@ func (s *session) upstreamTraffic(c gnet.Conn) gnet.Action {
 	if s.state != stRelay {
 		return gnet.None
 	}
+	s.lastUpstream = s.srv.now.Load()
 	s.fromUpstream(buf)
+	s.sendOwedPong()
 	if s.pauseReq && s.state == stRelay {
 		s.pauseReq = false
 		if c.OutboundBuffered() == 0 { // nothing of ours would be lost with the conn
@@ -673,14 +685,21 @@ func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {
 type upstreamFrames session
 
 func (u *upstreamFrames) OnData(_ ws.OpCode, p []byte, _ bool) error {
-	return (*session)(u).serverBytes(p)
+	s := (*session)(u)
+	if s.state != stRelay {
+		return nil // after our close (or the upstream's): nothing more is relayed
+	}
+	return s.serverBytes(p)
 }
 
 func (u *upstreamFrames) OnControl(op ws.OpCode, payload []byte) error {
 	s := (*session)(u)
+	if s.state != stRelay {
+		return nil
+	}
 	switch op {
 	case ws.OpPing:
-		s.sendControl(s.up, ws.OpPong, payload, true)
+		s.pongUpstream(payload)
 	case ws.OpClose:
 		s.end(ws.StatusNormalClosure, "upstream-closed")
 	}
@@ -726,11 +745,12 @@ func (w *upstreamWriter) Write(b []byte) (int, error) {
 	if s.wsUp {
 		// Re-frame as a masked client frame, masking in place: b has been
 		// parsed and is not read again.
-		n := wsframe.PutHeader(s.arena[s.narena:], ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: s.mask, Length: int64(len(b))})
+		mask := s.maskRNG.next()
+		n := wsframe.PutHeader(s.arena[s.narena:], ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: mask, Length: int64(len(b))})
 		s.iov[s.niov] = s.arena[s.narena : s.narena+n]
 		s.narena += n
 		s.niov++
-		ws.Cipher(b, s.mask, 0)
+		ws.Cipher(b, mask, 0)
 	}
 	s.iov[s.niov] = b
 	s.niov++
@@ -749,15 +769,21 @@ func (s *session) writeUpNow(b []byte) error {
 	if err := s.flushUp(); err != nil {
 		return err
 	}
+	if s.up == nil {
+		return nil // paused or closed: as flushUp
+	}
 	if !s.wsUp {
 		_, err := s.up.Write(b)
+		s.checkUpstreamOut()
 		return err
 	}
-	n := wsframe.PutHeader(s.uhdr[:], ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: s.mask, Length: int64(len(b))})
-	ws.Cipher(b, s.mask, 0)
+	mask := s.maskRNG.next()
+	n := wsframe.PutHeader(s.uhdr[:], ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: mask, Length: int64(len(b))})
+	ws.Cipher(b, mask, 0)
 	s.vec[0], s.vec[1] = s.uhdr[:n], b
 	_, err := s.up.Writev(s.vec[:])
 	s.vec[0], s.vec[1] = nil, nil
+	s.checkUpstreamOut()
 	return err
 }
 
@@ -779,10 +805,8 @@ func (s *session) flushUp() error {
 	}
 	clear(s.iov[:s.niov])
 	s.niov, s.narena = 0, 0
-	if err == nil && s.up != nil && s.up.OutboundBuffered() > s.srv.cfg.MaxViewerBuffer && s.state == stRelay {
-		// The VNC server stopped reading what the viewer sends: the same
-		// hard cap as for a slow viewer, the other way.
-		s.end(ws.StatusPolicyViolation, "slow-upstream")
+	if err == nil {
+		s.checkUpstreamOut()
 	}
 	return err
 }
@@ -794,14 +818,17 @@ func (s *session) sendControl(c gnet.Conn, op ws.OpCode, payload []byte, masked 
 	}
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
 	if masked {
-		h.Masked, h.Mask = true, s.mask
+		h.Masked, h.Mask = true, s.maskRNG.next()
 	}
 	n := wsframe.PutHeader(s.ctl[:], h)
 	m := copy(s.ctl[n:], payload)
 	if masked {
-		ws.Cipher(s.ctl[n:n+m], s.mask, 0)
+		ws.Cipher(s.ctl[n:n+m], h.Mask, 0)
 	}
 	_, _ = c.Write(s.ctl[:n+m])
+	if c == s.up {
+		s.checkUpstreamOut()
+	}
 }
 
 // end closes the session with code and reason: the upstream now, the viewer
@@ -825,6 +852,8 @@ func (s *session) closeUpstream() {
 		_ = s.up.Close()
 		s.up = nil
 	}
+	closeBridge(s.bridge) // a silent wss peer would keep both bridge goroutines
+	s.bridge = nil
 }
 
 // upstreamClosed: the VNC server side ended.
@@ -939,6 +968,7 @@ func (s *session) logEnd(err error) {
 // startChecks arms the ticker's relay checks.
 func (s *session) startChecks() {
 	s.lastViewer = time.Now().UnixNano()
+	s.lastUpstream = s.lastViewer
 	if d := s.nextCheckDelay(); d > 0 {
 		s.nextCheck.Store(time.Now().Add(d).UnixNano())
 	}
@@ -947,7 +977,7 @@ func (s *session) startChecks() {
 func (s *session) nextCheckDelay() time.Duration {
 	cfg := &s.srv.cfg
 	d := time.Duration(0)
-	for _, v := range []time.Duration{cfg.PingInterval, cfg.IdleTimeout / 2, cfg.MaxDuration} {
+	for _, v := range []time.Duration{cfg.PingInterval, cfg.IdleTimeout / 2, cfg.MaxDuration, cfg.UpstreamIdleTimeout / 2} {
 		if v > 0 && (d == 0 || v < d) {
 			d = v
 		}
@@ -972,6 +1002,9 @@ func (r *relayCheck) Run(context.Context) error {
 		return nil
 	case cfg.IdleTimeout > 0 && now.Sub(time.Unix(0, s.lastViewer)) >= cfg.IdleTimeout:
 		s.end(ws.StatusNormalClosure, "idle-timeout")
+		return nil
+	case s.upstreamIdle(now):
+		s.end(ws.StatusGoingAway, "upstream-idle")
 		return nil
 	}
 	if cfg.PingInterval > 0 {

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/gobwas/ws"
 
@@ -27,21 +29,44 @@ import (
 //
 // With tr set, the TLS handshake and the WebSocket upgrade get child spans of
 // the dial span in ctx.
-func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider) (net.Conn, []byte, error) {
+//
+// The response head is read through a limit (MaxResponseHead); route headers
+// go only where SafeHeaders allows. For wss the returned io.Closer ends the
+// bridge (both goroutines, the TLS conn and the socketpair); its two extra
+// sockets count in conns while it lives.
+func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider, conns *atomic.Int64, guard *destGuard) (net.Conn, []byte, io.Closer, error) {
 	u := rt.Upstream
+	if err := guard.checkURL(u); err != nil {
+		return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
+	}
+	control := guard.control(u.Hostname()) // every address connected to is checked
 	switch u.Scheme {
 	case "tcp":
-		var d net.Dialer
+		d := net.Dialer{Control: control}
 		c, err := d.DialContext(ctx, "tcp", u.Host)
 		if err != nil {
-			return nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
+			return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 		}
-		return c, nil, nil
+		return c, nil, nil, nil
 	case "ws", "wss":
+		var raw net.Conn // the conn under the head limit (a *tls.Conn for wss)
+		var tcp net.Conn // the socket
 		d := ws.Dialer{
 			Protocols: []string{"binary"},
-			Header:    ws.HandshakeHeaderHTTP(rt.Header),
 			TLSConfig: tlsConf,
+			NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nd := net.Dialer{Control: control}
+				c, err := nd.DialContext(ctx, network, addr)
+				tcp = c
+				return c, err
+			},
+		}
+		if h := SafeHeaders(rt.Header, u.Scheme, u.Hostname()); len(h) > 0 {
+			d.Header = ws.HandshakeHeaderHTTP(h)
+		}
+		d.WrapConn = func(conn net.Conn) net.Conn {
+			raw = conn
+			return &headLimit{Conn: conn, left: MaxResponseHead}
 		}
 		var wsSpan trace.Span
 		if tr != nil {
@@ -59,20 +84,28 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 				tracing.EndChild(span, err)
 				return tc
 			}
+			limitOnly := d.WrapConn
 			d.WrapConn = func(conn net.Conn) net.Conn {
 				_, wsSpan = tr.StartChild(ctx, tracing.SpanDialWS)
-				return conn
+				return limitOnly(conn)
 			}
 		}
 		target := *u
 		target.User = nil
-		c, br, _, err := d.Dial(ctx, target.String())
+		_, br, _, err := d.Dial(ctx, target.String())
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err() // the dialer poisoned the conn's deadline: unusable
+		}
 		if wsSpan != nil {
 			tracing.EndChild(wsSpan, err)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
+			if raw != nil {
+				raw.Close() // the dialer closes only on its own errors
+			}
+			return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 		}
+		_ = raw.SetDeadline(time.Time{})
 		var early []byte
 		if br != nil {
 			early = make([]byte, br.Buffered())
@@ -80,16 +113,42 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 			ws.PutReader(br)
 		}
 		if u.Scheme == "ws" {
-			return c, early, nil
+			return raw, early, nil, nil
 		}
-		bc, err := bridge(c, early)
+		b, bc, err := bridge(raw, tcp, early, conns)
 		if err != nil {
-			c.Close()
-			return nil, nil, fmt.Errorf("bridge %s: %w", u.Redacted(), err)
+			raw.Close()
+			return nil, nil, nil, fmt.Errorf("bridge %s: %w", u.Redacted(), err)
 		}
-		return bc, nil, nil
+		return bc, nil, b, nil
 	}
-	return nil, nil, fmt.Errorf("upstream %s: unsupported scheme", u.Redacted())
+	return nil, nil, nil, fmt.Errorf("upstream %s: unsupported scheme", u.Redacted())
+}
+
+// MaxResponseHead bounds what vncedge reads of an upstream's (or DevTools
+// endpoint's) handshake response, head and any bytes riding with it.
+const MaxResponseHead = 8 << 10
+
+// errHeadTooLarge: the upstream's handshake response passed MaxResponseHead.
+var errHeadTooLarge = fmt.Errorf("handshake response larger than %d bytes", MaxResponseHead)
+
+// headLimit lets at most left bytes be read through it: the gobwas dialer
+// reads response lines without a bound.
+type headLimit struct {
+	net.Conn
+	left int
+}
+
+func (h *headLimit) Read(p []byte) (int, error) {
+	if h.left <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if len(p) > h.left {
+		p = p[:h.left]
+	}
+	n, err := h.Conn.Read(p)
+	h.left -= n
+	return n, err
 }
 
 // dialStatus maps a dial error to the HTTP status the viewer gets.
@@ -101,33 +160,65 @@ func dialStatus(err error) *upgrade.Error {
 	return &upgrade.Error{Status: http.StatusBadGateway, Message: "upstream unreachable"}
 }
 
+// bridgeWriteTimeout bounds one write to a wss upstream: a peer that stops
+// reading for this long is gone.
+const bridgeWriteTimeout = 30 * time.Second
+
+// wssBridge copies between a *tls.Conn and one end of a socketpair. Close
+// ends it from any goroutine: both sockets close, so both copies return.
+type wssBridge struct {
+	sock, pump net.Conn // the TLS conn's socket, the socketpair's far end
+	once       sync.Once
+}
+
+// Close implements io.Closer. It closes the TLS conn's socket, not the
+// *tls.Conn, whose Close may wait seconds writing close_notify to a peer
+// that does not read: Close runs on event loops.
+func (b *wssBridge) Close() error {
+	b.once.Do(func() {
+		b.sock.Close()
+		b.pump.Close()
+	})
+	return nil
+}
+
 // bridge puts a conn that is not a socket (a *tls.Conn: gnet has no TLS) behind
 // one end of a socketpair and returns the other end, which gnet can enroll.
-// Two goroutines copy between them; closing either side closes both.
-func bridge(tc net.Conn, early []byte) (net.Conn, error) {
+// Two goroutines copy between them; closing either side, or the returned
+// bridge, closes both. Its two sockets (the TLS one and the pump end) count
+// in conns until both goroutines are done.
+func bridge(tc, sock net.Conn, early []byte, conns *atomic.Int64) (*wssBridge, net.Conn, error) {
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("socketpair: %w", err)
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
 	}
 	loopSide, err := fileConn(fds[0])
 	if err != nil {
 		syscall.Close(fds[1])
-		return nil, err
+		return nil, nil, err
 	}
 	pump, err := fileConn(fds[1])
 	if err != nil {
 		loopSide.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	var once sync.Once
-	closeBoth := func() {
-		once.Do(func() {
-			tc.Close()
-			pump.Close()
-		})
+	if sock == nil {
+		sock = tc
+	}
+	b := &wssBridge{sock: sock, pump: pump}
+	if conns != nil {
+		conns.Add(2)
+	}
+	var running atomic.Int32
+	running.Store(2)
+	end := func() {
+		b.Close()
+		if running.Add(-1) == 0 && conns != nil {
+			conns.Add(-2)
+		}
 	}
 	go func() {
-		defer closeBoth()
+		defer end()
 		if len(early) > 0 {
 			if _, err := pump.Write(early); err != nil {
 				return
@@ -136,10 +227,18 @@ func bridge(tc net.Conn, early []byte) (net.Conn, error) {
 		_, _ = io.Copy(pump, tc)
 	}()
 	go func() {
-		defer closeBoth()
-		_, _ = io.Copy(tc, pump)
+		defer end()
+		_, _ = io.Copy(deadlineWriter{tc}, pump)
 	}()
-	return loopSide, nil
+	return b, loopSide, nil
+}
+
+// deadlineWriter gives every write bridgeWriteTimeout.
+type deadlineWriter struct{ c net.Conn }
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.c.SetWriteDeadline(time.Now().Add(bridgeWriteTimeout))
+	return w.c.Write(p)
 }
 
 func fileConn(fd int) (net.Conn, error) {

@@ -50,6 +50,8 @@ type options struct {
 	compat, cdpURL                                       string
 	tokenSecretFile, tokenPublicKeys, controlPlane       string
 	upstreamAPIKey                                       string
+	upstreamAllow                                        string
+	upstreamIdle                                         time.Duration
 	vncPort                                              int
 	origins, forbidden, rightButton, logFormat, logLevel string
 	allowXVP, noPolicy, showVersion, extMouse            bool
@@ -98,6 +100,8 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.tokenPublicKeys, "token-public-keys", "", "comma-separated PEM files of Ed25519/RSA public keys for EdDSA/RS256 JWTs")
 	fs.StringVar(&o.controlPlane, "control-plane", "", "platform routes resolved by this control-plane base URL: GET {base}/{kind}/{id} (also polled for liveness)")
 	fs.StringVar(&o.upstreamAPIKey, "upstream-api-key", "", "x-api-key vncedge sends to routed wss:// upstreams (token resolver)")
+	fs.StringVar(&o.upstreamAllow, "upstream-allow", "", "comma-separated CIDRs, addresses and host names (*.example.com: subdomains) that upstreams and DevTools endpoints from resolver answers may be at (empty: anywhere; the listen and admin addresses never)")
+	fs.DurationVar(&o.upstreamIdle, "upstream-idle-timeout", 0, "close sessions whose upstream sent nothing for this long (0: off)")
 	fs.IntVar(&o.vncPort, "vnc-port", 6080, "websockify port next to a browser, for upstreams derived from a browser address")
 	fs.StringVar(&o.compat, "compat", "", "refusal style: empty (HTTP statuses before the upgrade) or skyvern (upgrade, then close 1002/1013)")
 	fs.StringVar(&o.cdpURL, "cdp-url", "", "DevTools endpoint of the browser behind --target (http://host:port or ws://…), for clipboard copy/paste")
@@ -185,6 +189,11 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		PingInterval: o.pingInterval, IdleTimeout: o.idleTimeout, MaxDuration: o.maxDuration,
 		MaxSessions: o.maxSessions, MaxPerIP: o.maxPerIP, MaxPerOrg: o.maxPerOrg,
 	}
+	allow, err := proxy.ParseUpstreamAllow(o.upstreamAllow)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("--upstream-allow: %w", err)
+	}
+	cfg.UpstreamAllow, cfg.AdminAddr, cfg.UpstreamIdleTimeout = allow, o.admin, o.upstreamIdle
 	switch o.compat {
 	case "":
 	case "skyvern":

@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -107,7 +108,10 @@ func (c *Client) SelectedText(ctx context.Context) (string, error) {
 		ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 		defer cancel()
 		var err error
-		text, err = evaluateString(ctx, cn, sessionID, selectionJS)
+		text, err = evaluateString(ctx, cn, sessionID, boundedSelectionJS)
+		if errors.Is(err, errMessageTooLarge) || err == nil && len(text) > MaxText {
+			text, err = "", ErrTextTooLarge
+		}
 		return err
 	})
 	return text, err
@@ -155,7 +159,7 @@ func (c *Client) onPage(ctx context.Context, op string, fn func(ctx context.Cont
 		err = c.tryOnPage(ctx, fn)
 	}
 	if err != nil {
-		if errors.Is(err, ErrClosed) || errors.Is(err, ErrNoPage) {
+		if errors.Is(err, ErrClosed) || errors.Is(err, ErrNoPage) || errors.Is(err, ErrTextTooLarge) {
 			return fmt.Errorf("%w (%s)", err, op)
 		}
 		return fmt.Errorf("cdp: %s: %w", op, err)
@@ -247,17 +251,32 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 			return nil, fmt.Errorf("connect %s: %w", u.Host, err)
 		}
 	}
-	d := ws.Dialer{}
-	if len(c.opts.Header) > 0 {
-		d.Header = ws.HandshakeHeaderHTTP(c.opts.Header)
+	wu, err := url.Parse(wsURL)
+	if err != nil {
+		return nil, errors.New("connect: bad DevTools WebSocket address")
+	}
+	var limit *headLimitConn
+	d := ws.Dialer{
+		WrapConn: func(nc net.Conn) net.Conn {
+			limit = &headLimitConn{Conn: nc, left: maxResponseHead}
+			return limit
+		},
+	}
+	if h := headersFor(c.opts.Header, wu.Scheme, wu.Hostname()); len(h) > 0 {
+		d.Header = ws.HandshakeHeaderHTTP(h)
 	}
 	nc, br, _, err := d.Dial(ctx, wsURL)
+	if err == nil && ctx.Err() != nil {
+		nc.Close() // the dialer may have poisoned its deadline
+		err = ctx.Err()
+	}
 	if err != nil {
 		if isContextErr(ctx.Err()) {
 			err = ctx.Err()
 		}
 		return nil, fmt.Errorf("connect %s: %w", u.Host, err)
 	}
+	limit.lifted = true // the handshake is over: messages have their own bound
 	return newConn(nc, br, c.opts.CallTimeout), nil
 }
 
@@ -285,10 +304,10 @@ func getJSON(ctx context.Context, endpoint *url.URL, what string, header http.He
 	if err != nil {
 		return err
 	}
-	for k, v := range header {
+	for k, v := range headersFor(header, req.URL.Scheme, req.URL.Hostname()) {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {

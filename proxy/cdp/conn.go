@@ -17,10 +17,10 @@ import (
 	"github.com/gobwas/ws/wsutil"
 )
 
-// maxMessage bounds one incoming DevTools message. A selection of a whole
-// long page is a few MB; anything larger than this drops the connection
-// rather than buffering without limit.
-const maxMessage = 64 << 20
+// maxMessage bounds one incoming DevTools message that vncedge keeps: a
+// selection of MaxText is at most a few MB of JSON. A longer answer fails its
+// call (errMessageTooLarge) and is discarded as it arrives, never held.
+const maxMessage = 8 << 20
 
 // controlWriteTimeout bounds the write of a pong or close frame.
 const controlWriteTimeout = 2 * time.Second
@@ -59,6 +59,7 @@ type request struct {
 // message is any incoming DevTools message: a response (ID set) or an event
 // (Method set).
 type message struct {
+	tooLarge  bool            // set by readLoop: the answer passed maxMessage and was discarded
 	ID        int64           `json:"id"`
 	Method    string          `json:"method"`
 	SessionID string          `json:"sessionId"`
@@ -188,9 +189,8 @@ func (w controlWriter) Write(p []byte) (int, error) {
 // and dispatching responses and the few events we care about.
 func (cn *conn) readLoop() {
 	rd := &wsutil.Reader{
-		Source:       cn.src,
-		State:        ws.StateClientSide,
-		MaxFrameSize: maxMessage,
+		Source: cn.src,
+		State:  ws.StateClientSide,
 	}
 	control := wsutil.ControlFrameHandler(controlWriter{cn}, ws.StateClientSide)
 	rd.OnIntermediate = control
@@ -207,15 +207,78 @@ func (cn *conn) readLoop() {
 			}
 			continue
 		}
-		data, err := io.ReadAll(io.LimitReader(rd, maxMessage+1))
-		if err == nil && len(data) > maxMessage {
-			err = fmt.Errorf("message larger than %d bytes", maxMessage)
-		}
-		if err != nil {
+		if err := cn.readMessage(rd); err != nil {
 			cn.fail(fmt.Errorf("%w: %w", errConnLost, err))
 			return
 		}
-		cn.dispatch(data)
+	}
+}
+
+// readMessage reads one message from rd and dispatches it. Messages nobody
+// waits for (events other than Target.detachedFromTarget, answers to calls
+// given up) are discarded as they arrive, from their first bytes; a message
+// longer than maxMessage is discarded too, failing its call if it is an
+// answer. Only a message that is kept is held whole.
+func (cn *conn) readMessage(rd io.Reader) error {
+	var head [headSize]byte
+	n, err := io.ReadFull(rd, head[:])
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		cn.dispatch(head[:n]) // all of it
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	id, method, known := classify(head[:n])
+	if known && (method != "" && method != "Target.detachedFromTarget" || id != 0 && !cn.waiting(id)) {
+		_, err := io.Copy(io.Discard, rd)
+		return err
+	}
+	// Read in chunks, joined once at the end: a growing buffer would hold
+	// up to three times the message while it doubles.
+	chunks := [][]byte{head[:n:n]}
+	total := n
+	for total <= maxMessage {
+		c := make([]byte, min(64<<10, maxMessage+1-total))
+		k, err := io.ReadFull(rd, c)
+		chunks = append(chunks, c[:k])
+		total += k
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if total > maxMessage {
+		chunks = nil
+		if _, err := io.Copy(io.Discard, rd); err != nil {
+			return err
+		}
+		if id != 0 {
+			cn.deliver(message{ID: id, tooLarge: true})
+		}
+		return nil
+	}
+	cn.dispatch(bytes.Join(chunks, nil))
+	return nil
+}
+
+// waiting reports whether a call waits for the answer id.
+func (cn *conn) waiting(id int64) bool {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return cn.pending[id] != nil
+}
+
+// deliver hands m to the call waiting for it, if any.
+func (cn *conn) deliver(m message) {
+	cn.mu.Lock()
+	ch := cn.pending[m.ID]
+	delete(cn.pending, m.ID)
+	cn.mu.Unlock()
+	if ch != nil {
+		ch <- m // buffered, never blocks
 	}
 }
 
@@ -228,13 +291,7 @@ func (cn *conn) dispatch(data []byte) {
 	}
 	switch {
 	case m.ID != 0:
-		cn.mu.Lock()
-		ch := cn.pending[m.ID]
-		delete(cn.pending, m.ID)
-		cn.mu.Unlock()
-		if ch != nil {
-			ch <- m // buffered, never blocks
-		}
+		cn.deliver(m)
 	case m.Method == "Target.detachedFromTarget":
 		var p detachedParams
 		if json.Unmarshal(m.Params, &p) == nil {
@@ -272,6 +329,9 @@ func (cn *conn) call(ctx context.Context, sessionID, method string, params, resu
 
 	select {
 	case m := <-ch:
+		if m.tooLarge {
+			return fmt.Errorf("%s: %w", method, errMessageTooLarge)
+		}
 		if m.Error != nil {
 			return fmt.Errorf("%s: %w", method, m.Error)
 		}

@@ -1,10 +1,12 @@
 package cdp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -13,6 +15,64 @@ type targetInfo struct {
 	TargetID string `json:"targetId"`
 	Type     string `json:"type"`
 	URL      string `json:"url"`
+}
+
+// maxListed bounds the target ids kept from one Target.getTargets answer to
+// prune the session cache; past it the cache is not pruned that time.
+const maxListed = 4096
+
+// targetList is a Target.getTargets answer, decoded one target at a time:
+// the first maxPages user pages (a browser with more tabs than this is not a
+// user's), and the ids of all targets when there are at most maxListed.
+// A hostile answer with a huge list costs its bytes, not a value per target.
+type targetList struct {
+	pages []string
+	live  map[string]bool // nil: too many targets to keep
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (l *targetList) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("Target.getTargets: result is not an object")
+	}
+	l.live = map[string]bool{}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		if key != "targetInfos" {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return err
+			}
+			continue
+		}
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+			return errors.New("Target.getTargets: targetInfos is not a list")
+		}
+		for dec.More() {
+			var t targetInfo
+			if err := dec.Decode(&t); err != nil {
+				return err
+			}
+			if l.live != nil {
+				if len(l.live) >= maxListed {
+					l.live = nil
+				} else {
+					l.live[t.TargetID] = true
+				}
+			}
+			if userPage(t) && len(l.pages) < maxPages {
+				l.pages = append(l.pages, t.TargetID)
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // userPage reports whether t is a page a user can look at: a tab, not the
@@ -53,6 +113,12 @@ const selectionJS = `(() => {
   return sel ? sel.toString() : "";
 })()`
 
+// boundedSelectionJS is selectionJS answering {tooLarge: true} instead of a
+// selection longer than MaxText UTF-16 units: the page's text never crosses
+// the wire past the bound.
+var boundedSelectionJS = `(() => { const s = ` + selectionJS + `; return s.length > ` +
+	strconv.Itoa(MaxText) + ` ? {tooLarge: true} : s; })()`
+
 // probe is one page's answer to probeJS; ok is false if it did not answer.
 type probe struct {
 	ok      bool
@@ -80,23 +146,16 @@ type probe struct {
 // page there is nothing to choose and no probe is made.
 func (c *Client) choosePage(ctx context.Context, cn *conn) (targetID, sessionID string, err error) {
 	lctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
-	var list struct {
-		TargetInfos []targetInfo `json:"targetInfos"`
-	}
+	var list targetList
 	err = cn.call(lctx, "", "Target.getTargets", nil, &list)
 	cancel()
 	if err != nil {
 		return "", "", err
 	}
-	var pages []string
-	live := make(map[string]bool, len(list.TargetInfos))
-	for _, t := range list.TargetInfos {
-		live[t.TargetID] = true
-		if userPage(t) {
-			pages = append(pages, t.TargetID)
-		}
+	pages := list.pages
+	if list.live != nil {
+		cn.keepSessions(list.live)
 	}
-	cn.keepSessions(live)
 	switch len(pages) {
 	case 0:
 		return "", "", ErrNoPage
@@ -117,8 +176,16 @@ func (c *Client) choosePage(ctx context.Context, cn *conn) (targetID, sessionID 
 		p   probe
 	}
 	answers := make(chan answer, len(pages))
+	sem := make(chan struct{}, probeConcurrency)
 	for i, t := range pages {
 		go func() {
+			select {
+			case sem <- struct{}{}:
+			case <-pctx.Done():
+				answers <- answer{i, "", probe{err: pctx.Err()}}
+				return
+			}
+			defer func() { <-sem }()
 			sid, p := c.probe(pctx, cn, t)
 			answers <- answer{i, sid, p}
 		}()
@@ -250,12 +317,22 @@ func evaluate(ctx context.Context, cn *conn, sessionID, expr string, out any) er
 	return nil
 }
 
-// evaluateString runs expr, which must produce a string. The caller's ctx
-// bounds the call.
+// evaluateString runs expr, which must produce a string, or {tooLarge: true}
+// (ErrTextTooLarge). The caller's ctx bounds the call.
 func evaluateString(ctx context.Context, cn *conn, sessionID, expr string) (string, error) {
-	var s string
-	if err := evaluate(ctx, cn, sessionID, expr, &s); err != nil {
+	var v json.RawMessage
+	if err := evaluate(ctx, cn, sessionID, expr, &v); err != nil {
 		return "", err
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		var big struct {
+			TooLarge bool `json:"tooLarge"`
+		}
+		if json.Unmarshal(v, &big) == nil && big.TooLarge {
+			return "", ErrTextTooLarge
+		}
+		return "", fmt.Errorf("%s: unexpected result", "Runtime.evaluate")
 	}
 	return s, nil
 }

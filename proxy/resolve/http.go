@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/propagation"
-	"golang.org/x/net/http/httpguts"
 	"golang.org/x/sync/singleflight"
 
 	"vncedge/proxy"
@@ -59,6 +58,9 @@ type SessionInfo struct {
 	UpstreamHeaders map[string]string `json:"upstream_headers"`
 	CDPURL          string            `json:"cdp_url"`
 	Role            string            `json:"role"` // the viewer's role: controller (default) or viewer
+	// CDPHeaders are sent to the DevTools endpoint (cdp_url) only; the
+	// upstream's headers never are.
+	CDPHeaders map[string]string `json:"cdp_headers"`
 }
 
 // HTTPResolver resolves streams by asking a control plane, forwarding the
@@ -74,7 +76,7 @@ type HTTPResolver struct {
 
 	mu        sync.Mutex
 	cache     map[string]cached
-	failing   map[string]failure // kind/id → current streak of failed checks
+	lastOK    map[string]time.Time // kind/id → its last successful answer (or first failure)
 	lastSweep time.Time
 
 	testHookBeforeFetch func() // test only: runs before a call joins the flight
@@ -86,9 +88,6 @@ type cached struct {
 	at   time.Time
 }
 
-// failure is a streak of consecutive failed liveness checks of one session.
-type failure struct{ first, last time.Time }
-
 // NewHTTPResolver checks cfg and fills in its defaults.
 func NewHTTPResolver(cfg HTTPConfig) (*HTTPResolver, error) {
 	u, err := url.Parse(cfg.Base)
@@ -99,7 +98,11 @@ func NewHTTPResolver(cfg HTTPConfig) (*HTTPResolver, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: cfg.Timeout}
+		cfg.Client = newControlPlaneClient(cfg.Timeout)
+	} else {
+		c := *cfg.Client
+		c.CheckRedirect = noRedirects // never: the viewer's credential would follow
+		cfg.Client = &c
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = time.Second
@@ -111,10 +114,10 @@ func NewHTTPResolver(cfg HTTPConfig) (*HTTPResolver, error) {
 		cfg.Now = time.Now
 	}
 	return &HTTPResolver{
-		cfg:     cfg,
-		base:    strings.TrimRight(cfg.Base, "/"),
-		cache:   map[string]cached{},
-		failing: map[string]failure{},
+		cfg:    cfg,
+		base:   strings.TrimRight(cfg.Base, "/"),
+		cache:  map[string]cached{},
+		lastOK: map[string]time.Time{},
 	}, nil
 }
 
@@ -146,6 +149,7 @@ func (h *HTTPResolver) Resolve(ctx context.Context, r *upgrade.Request) (*proxy.
 	if !Live(kind, info.Status) {
 		return nil, &upgrade.Error{Status: http.StatusConflict, Message: "session is not live"}
 	}
+	h.clearFailure(kind + "/" + id)
 	apiKey := ""
 	if ck == CredAPIKey {
 		apiKey = cred
@@ -164,11 +168,13 @@ func (h *HTTPResolver) Resolve(ctx context.Context, r *upgrade.Request) (*proxy.
 	if err != nil {
 		return nil, &upgrade.Error{Status: http.StatusBadGateway, Message: "control plane sent an unknown role"}
 	}
+	cdp := cdpURL(info.CDPURL, info.BrowserAddress)
 	return &proxy.Route{
 		Role: role,
 		Kind: kind, ID: id, Organization: info.OrganizationID, ClientID: clientID,
 		Upstream: up, Header: hdr, Control: h.cfg.DefaultControl,
-		CDPURL:     cdpURL(info.CDPURL, info.BrowserAddress),
+		CDPURL:     cdp,
+		CDPHeader:  cdpHeader(up, hdr, cdp, info.CDPHeaders),
 		Live:       h,
 		Credential: wire,
 	}, nil
@@ -228,23 +234,20 @@ func (h *HTTPResolver) Verify(ctx context.Context, rt *proxy.Route) error {
 	return nil
 }
 
-// failed records a failed check of sess and says whether the streak has
-// outlasted the grace period. A streak whose last failure is older than the
-// grace period (nobody checked in between) starts over.
+// failed records a failed check of sess and says whether the failures have
+// outlasted the grace period, counted from the session's last successful
+// answer (or from the first failure, when none is known). Gaps between
+// checks never restart the count: a control plane too slow to be asked
+// often still fails closed.
 func (h *HTTPResolver) failed(sess string, cause error) error {
 	now := h.cfg.Now()
 	h.mu.Lock()
-	f, ok := h.failing[sess]
-	if !ok || now.Sub(f.last) > h.cfg.Grace {
-		f.first = now
+	since, ok := h.lastOK[sess]
+	if !ok {
+		since = now
+		h.lastOK[sess] = now
 	}
-	f.last = now
-	ended := now.Sub(f.first) >= h.cfg.Grace
-	if ended {
-		delete(h.failing, sess)
-	} else {
-		h.failing[sess] = f
-	}
+	ended := now.Sub(since) >= h.cfg.Grace
 	h.mu.Unlock()
 	if ended {
 		return fmt.Errorf("%w: %w", ErrControlPlaneUnreachable, cause)
@@ -252,9 +255,10 @@ func (h *HTTPResolver) failed(sess string, cause error) error {
 	return fmt.Errorf("liveness check: %w", cause)
 }
 
+// clearFailure records a successful answer for sess.
 func (h *HTTPResolver) clearFailure(sess string) {
 	h.mu.Lock()
-	delete(h.failing, sess)
+	h.lastOK[sess] = h.cfg.Now()
 	h.mu.Unlock()
 }
 
@@ -316,9 +320,9 @@ func (h *HTTPResolver) store(key string, c cached) {
 			delete(h.cache, k)
 		}
 	}
-	for k, f := range h.failing {
-		if c.at.Sub(f.last) > h.cfg.Grace {
-			delete(h.failing, k)
+	for k, t := range h.lastOK {
+		if c.at.Sub(t) > 4*h.cfg.Grace { // asked about by nobody for long: gone
+			delete(h.lastOK, k)
 		}
 	}
 }
@@ -360,10 +364,11 @@ func (h *HTTPResolver) fetch(ctx context.Context, kind, id, wire string) (*Sessi
 	if info.OrganizationID == "" {
 		return nil, fmt.Errorf("%w: no organization_id", errMalformed)
 	}
-	for k, v := range info.UpstreamHeaders {
-		if !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
-			return nil, fmt.Errorf("%w: invalid upstream header", errMalformed)
-		}
+	if err := checkHeaders("upstream_headers", info.UpstreamHeaders); err != nil {
+		return nil, err
+	}
+	if err := checkHeaders("cdp_headers", info.CDPHeaders); err != nil {
+		return nil, err
 	}
 	return &info, nil
 }

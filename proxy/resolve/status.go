@@ -29,7 +29,7 @@ func Reason(err error) string {
 	switch {
 	case errors.Is(err, ErrTokenExpired):
 		return "token-expired"
-	case errors.Is(err, ErrControlPlaneUnreachable):
+	case errors.Is(err, ErrControlPlaneUnreachable), errors.Is(err, proxy.ErrLivenessUnverified):
 		return "control-plane-unreachable"
 	case errors.Is(err, proxy.ErrSessionEnded):
 		return "session-ended"

@@ -176,17 +176,11 @@ func (t *TokenResolver) Resolve(_ context.Context, r *upgrade.Request) (*proxy.R
 		return nil, &upgrade.Error{Status: http.StatusUnauthorized, Message: "token has no usable upstream"}
 	}
 	cdp := cdpURL(c.CDPURL, c.BrowserAddress)
-	var cdpHeader http.Header
-	if t.cfg.UpstreamAPIKey != "" && (strings.HasPrefix(cdp, "wss://") || strings.HasPrefix(cdp, "https://")) {
-		// The operator's key for the routed edge, which also fronts DevTools
-		// (never a viewer's credential, and only over TLS).
-		cdpHeader = http.Header{"X-Api-Key": {t.cfg.UpstreamAPIKey}}
-	}
 	rt := &proxy.Route{
 		Kind: kind, ID: id, Organization: c.Org, ClientID: clientID, Role: role,
 		Upstream: up, Header: hdr, Control: t.cfg.DefaultControl,
 		CDPURL:     cdp,
-		CDPHeader:  cdpHeader,
+		CDPHeader:  cdpHeader(up, hdr, cdp, nil),
 		Expires:    c.ExpiresAt.Add(t.cfg.Leeway),
 		Live:       t,
 		Credential: wireCredential(CredJWT, cred),

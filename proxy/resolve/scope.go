@@ -1,0 +1,79 @@
+package resolve
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"vncedge/proxy"
+)
+
+// maxResponseHead bounds a control-plane response head.
+const maxResponseHead = 8 << 10
+
+// noRedirects is every vncedge HTTP client's CheckRedirect: a redirect would
+// carry the viewer's credential (Go copies non-standard headers along, https
+// to http included) to wherever the control plane points.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// newControlPlaneClient is the default control-plane client: bounded time,
+// bounded response head, no redirects.
+func newControlPlaneClient(timeout time.Duration) *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxResponseHeaderBytes = maxResponseHead
+	tr.ResponseHeaderTimeout = timeout
+	return &http.Client{Timeout: timeout, Transport: tr, CheckRedirect: noRedirects}
+}
+
+// checkHeaders validates headers a control plane asks vncedge to send
+// (upstream_headers, cdp_headers): valid fields, neither Host nor a
+// hop-by-hop or handshake header.
+func checkHeaders(field string, h map[string]string) error {
+	for k, v := range h {
+		if err := proxy.CheckUpstreamHeader(k, v); err != nil {
+			return fmt.Errorf("%w: %s: %w", errMalformed, field, err)
+		}
+	}
+	return nil
+}
+
+// cdpHeader builds a route's CDPHeader: the headers configured for the
+// DevTools endpoint (cdp_headers), plus the routed edge's x-api-key only when
+// the DevTools endpoint is that same edge over TLS (wss/https, same host and
+// port as the wss upstream the key was built for). Nothing else of the
+// upstream's headers goes to DevTools.
+func cdpHeader(up *url.URL, upHeader http.Header, cdp string, configured map[string]string) http.Header {
+	h := http.Header{}
+	for k, v := range configured {
+		h.Set(k, v)
+	}
+	if key := upHeader.Get("x-api-key"); key != "" && h.Get("x-api-key") == "" && sameTLSHost(up, cdp) {
+		h.Set("x-api-key", key)
+	}
+	if len(h) == 0 {
+		return nil
+	}
+	return h
+}
+
+// sameTLSHost reports whether cdp is reached over TLS at the host:port of
+// the wss upstream up.
+func sameTLSHost(up *url.URL, cdp string) bool {
+	if up == nil || up.Scheme != "wss" {
+		return false
+	}
+	c, err := url.Parse(cdp)
+	if err != nil || (c.Scheme != "wss" && c.Scheme != "https") {
+		return false
+	}
+	return strings.EqualFold(hostPort(c, "443"), hostPort(up, "443"))
+}
+
+func hostPort(u *url.URL, def string) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	return u.Hostname() + ":" + def
+}

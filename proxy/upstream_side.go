@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"io"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// maskStream draws the client masks of one session's frames to a ws
+// upstream: a fresh, unpredictable mask per frame (RFC 6455 §5.3) without a
+// system call or allocation per frame. It is xorshift64* seeded from
+// crypto/rand once per session; the masks protect intermediaries from
+// chosen-plaintext frames, they are not a cipher.
+type maskStream struct{ x uint64 }
+
+func (m *maskStream) seed() {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	m.x = binary.LittleEndian.Uint64(b[:]) | 1 // never the all-zero state
+}
+
+func (m *maskStream) next() [4]byte {
+	if m.x == 0 {
+		m.seed()
+	}
+	m.x ^= m.x >> 12
+	m.x ^= m.x << 25
+	m.x ^= m.x >> 27
+	v := m.x * 2685821657736338717
+	return [4]byte{byte(v >> 32), byte(v >> 40), byte(v >> 48), byte(v >> 56)}
+}
+
+// checkUpstreamOut ends the session with slow-upstream once the bytes queued
+// for the upstream (RFB data, pongs, anything) pass MaxUpstreamBuffer. It runs
+// after every write to the upstream.
+func (s *session) checkUpstreamOut() {
+	if s.up != nil && s.state == stRelay && s.up.OutboundBuffered() > s.srv.cfg.MaxUpstreamBuffer {
+		s.end(ws.StatusPolicyViolation, "slow-upstream")
+	}
+}
+
+// pongUpstream answers an upstream's ping. While earlier bytes still wait in
+// the upstream's outbound buffer, the pong is owed instead (the latest ping's
+// payload, RFC 6455 §5.5.3): a peer that pings and never reads queues at most
+// one pong.
+func (s *session) pongUpstream(payload []byte) {
+	if s.up == nil {
+		return
+	}
+	if s.up.OutboundBuffered() > 0 {
+		s.upPongOwed = true
+		s.pongLen = uint8(copy(s.pongBody[:], payload))
+		return
+	}
+	s.upPongOwed = false
+	s.sendControl(s.up, ws.OpPong, payload, true)
+}
+
+// sendOwedPong sends an owed pong once the upstream's outbound has drained.
+func (s *session) sendOwedPong() {
+	if s.upPongOwed && s.up != nil && s.state == stRelay && s.up.OutboundBuffered() == 0 {
+		s.upPongOwed = false
+		s.sendControl(s.up, ws.OpPong, s.pongBody[:s.pongLen], true)
+	}
+}
+
+// upstreamIdle reports whether the upstream has sent nothing for
+// UpstreamIdleTimeout (0: never).
+func (s *session) upstreamIdle(now time.Time) bool {
+	t := s.srv.cfg.UpstreamIdleTimeout
+	return t > 0 && now.Sub(time.Unix(0, s.lastUpstream)) >= t
+}
+
+// closeBridge ends a wss bridge, if any, without blocking the loop.
+func closeBridge(b io.Closer) {
+	if b != nil {
+		_ = b.Close()
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,7 +27,9 @@ import (
 type Config struct {
 	// Addr is the listen address, host:port.
 	Addr string
-	// Loops is the number of event loops; 0 means one per CPU.
+	// Loops is the number of event loops; 0 means runtime.GOMAXPROCS(0),
+	// which follows a container's CPU limit (gnet's own default,
+	// runtime.NumCPU, counts the host's cores).
 	Loops int
 	// Resolver maps each upgrade request to its upstream. Required.
 	Resolver Resolver
@@ -127,6 +130,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
 	if c.MaxConns <= 0 {
 		var rl syscall.Rlimit
 		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 512 && rl.Cur < 1<<30 {
@@ -199,9 +205,8 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogLevel(logging.WarnLevel),
-	}
-	if s.cfg.Loops > 0 {
-		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
+		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+		gnet.WithNumEventLoop(s.cfg.Loops),
 	}
 	loops, err := gnet.NewClient(s, opts...)
 	if err != nil {

@@ -181,6 +181,7 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return s.reject(err)
 	}
+	s.req = req // for the refusal's log line
 	proto, err := upgrade.Check(req, &upgrade.Options{AllowedOrigins: s.srv.cfg.AllowedOrigins, Subprotocol: "binary"})
 	if err != nil {
 		return s.reject(err)
@@ -222,7 +223,7 @@ func (s *session) reject(err error) gnet.Action {
 		tr.UpgradeFailed(he.Status)
 	}
 	s.srv.cfg.Logger.Info("upgrade refused", append([]any{"status", he.Status, "reason", he.Message,
-		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req)}, s.traceAttrs()...)...)
+		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req)}, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
 	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
 	s.state = stClosed
 	s.logged = true // the line above is this session's only log line
@@ -457,6 +458,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	}
 	s.state = stRelay
 	s.publish()
+	s.logStart()
 	s.startChecks()
 	if replaced != nil {
 		replaced.endAsync(ws.StatusNormalClosure, "replaced")

@@ -53,6 +53,7 @@ type options struct {
 	vncPort                                              int
 	origins, forbidden, rightButton, logFormat, logLevel string
 	allowXVP, noPolicy, showVersion, extMouse            bool
+	listenAll                                            bool // --listen was a bare port: every address
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
 	livenessPeriod, controlGrace                         time.Duration
 	pingInterval, idleTimeout, maxDuration, drainWindow  time.Duration
@@ -69,10 +70,11 @@ func parseFlags(args []string) (*options, error) {
 	o.trace.FromEnv() // the standard OTEL_* variables; the flags below win
 	o.trace.ServiceVersion = version
 	fs := defineFlags(o)
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return nil, err
 	}
-	return applyEnv(fs, o)
+	return applyEnv(fs, o, pos)
 }
 
 // defineFlags declares every flag on a new FlagSet writing into o. The
@@ -131,7 +133,7 @@ func defineFlags(o *options) *flag.FlagSet {
 
 // applyEnv sets every flag not given on the command line from its VNCEDGE_*
 // variable.
-func applyEnv(fs *flag.FlagSet, o *options) (*options, error) {
+func applyEnv(fs *flag.FlagSet, o *options, pos []string) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
@@ -146,8 +148,15 @@ func applyEnv(fs *flag.FlagSet, o *options) (*options, error) {
 	if envErr != nil {
 		return nil, envErr
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	if err := applyPositional(o, pos, set); err != nil {
+		return nil, err
+	}
+	var err error
+	if o.listen, o.listenAll, err = normalizeListen(o.listen); err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	if o.target, err = normalizeTarget(o.target); err != nil {
+		return nil, fmt.Errorf("--target: %w", err)
 	}
 	return o, nil
 }
@@ -406,11 +415,18 @@ func serve(o *options, page http.Handler) error {
 		return err
 	}
 
+	// The admin port is bound before anything else: a port in use fails
+	// the start (no vncedge without /healthz and /metrics).
 	var admin *http.Server
 	if o.admin != "" {
-		admin = &http.Server{Addr: o.admin, Handler: adminHandler(srv, tp.MetricsHandler, page), ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", o.admin)
+		if err != nil {
+			return fmt.Errorf("--admin: %w", err)
+		}
+		admin = &http.Server{Handler: adminHandler(srv, tp.MetricsHandler, page), ReadHeaderTimeout: 5 * time.Second}
+		defer admin.Close()
 		go func() {
-			if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin server", "err", err)
 			}
 		}()
@@ -420,7 +436,19 @@ func serve(o *options, page http.Handler) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ListenAndServe() }()
-	log.Info("vncedge listening", "addr", o.listen, "admin", o.admin, "version", version)
+	select { // "listening" only once it is true
+	case err := <-serveErr:
+		return err
+	case <-srv.Ready():
+	}
+	if o.listenAll {
+		log.Warn("listening on every address: --listen is a bare port, which websockify reads as all interfaces; give host:port to narrow it", "addr", o.listen)
+	}
+	log.Info("vncedge listening", append([]any{"addr", o.listen, "admin", o.admin, "version", version}, describeResolver(o)...)...)
+	defer func() {
+		st := srv.Stats()
+		log.Info("vncedge stopped", "sessions_total", st.Total, "sessions_open", st.Active, "upgrade_failures", st.UpgradeFailures)
+	}()
 	for {
 		select {
 		case err := <-serveErr:

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
+)
+
+func TestPositionalArgs(t *testing.T) {
+	cases := []struct {
+		args           []string
+		listen, target string
+		all            bool
+		wantErr        string
+	}{
+		{args: []string{"127.0.0.1:6090", "127.0.0.1:5901"}, listen: "127.0.0.1:6090", target: "tcp://127.0.0.1:5901"},
+		{args: []string{"6090", "localhost:5900"}, listen: ":6090", all: true, target: "tcp://localhost:5900"},
+		{args: []string{"127.0.0.1:6090", "[::1]:5900", "--log-level", "debug"}, listen: "127.0.0.1:6090", target: "tcp://[::1]:5900"},
+		{args: []string{"--log-level", "debug", "127.0.0.1:6090", "--target", "ws://h:1/x"}, listen: "127.0.0.1:6090", target: "ws://h:1/x"},
+		{args: []string{"--listen", "6091", "--target", "127.0.0.1:5972"}, listen: ":6091", all: true, target: "tcp://127.0.0.1:5972"},
+		{args: []string{"--listen", "[::1]:6091", "--target", "tcp://h:1"}, listen: "[::1]:6091", target: "tcp://h:1"},
+		{args: []string{"--", "127.0.0.1:6090", "h:1"}, listen: "127.0.0.1:6090", target: "tcp://h:1"},
+		{args: []string{"1", "h:1", "x"}, wantErr: "too many arguments"},
+		{args: []string{"--listen", "127.0.0.1:1", "127.0.0.1:2"}, wantErr: "listen address given twice"},
+		{args: []string{"127.0.0.1:1", "h:1", "--target", "tcp://h:2"}, wantErr: "target given twice"},
+		{args: []string{"--listen", "70000"}, wantErr: "out of range"},
+		{args: []string{"--listen", "host"}, wantErr: "want host:port or a port"},
+		{args: []string{"--target", "h"}, wantErr: "host:port"},
+		{args: []string{"--target", ":5900"}, wantErr: "names no host"},
+		{args: []string{"--target", "h:vnc"}, wantErr: "numeric port"},
+	}
+	for _, c := range cases {
+		o, err := parseFlags(c.args)
+		if c.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Errorf("%q: err %v, want %q", c.args, err, c.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", c.args, err)
+			continue
+		}
+		if o.listen != c.listen || o.target != c.target || o.listenAll != c.all {
+			t.Errorf("%q: listen %q (all %v) target %q, want %q (%v) %q", c.args, o.listen, o.listenAll, o.target, c.listen, c.all, c.target)
+		}
+		if o.logLevel != "info" && o.logLevel != "debug" {
+			t.Errorf("%q: log level %q", c.args, o.logLevel)
+		}
+	}
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// vncedgeBin builds the binary once per test run (with -race when the tests
+// run with it, so the binary's races fail its tests too).
+func vncedgeBin(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "vncedge-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "vncedge")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// proc is a running vncedge whose output lines are collected.
+type proc struct {
+	cmd   *exec.Cmd
+	lines chan string // stdout and stderr, closed at exit
+	done  chan error
+	mu    sync.Mutex
+	seen  []string
+}
+
+func startBin(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(vncedgeBin(t), args...), lines: make(chan string, 1000), done: make(chan error, 1)}
+	stdout, _ := p.cmd.StdoutPipe()
+	stderr, _ := p.cmd.StderrPipe()
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill(); <-p.done })
+	var wg sync.WaitGroup
+	for _, r := range []interface{ Read([]byte) (int, error) }{stdout, stderr} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sc := bufio.NewScanner(r)
+			sc.Buffer(make([]byte, 64<<10), 1<<20)
+			for sc.Scan() {
+				p.mu.Lock()
+				p.seen = append(p.seen, sc.Text())
+				p.mu.Unlock()
+				p.lines <- sc.Text()
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(p.lines); p.done <- p.cmd.Wait() }()
+	return p
+}
+
+// await returns the first line containing want, failing if the process ends first.
+func (p *proc) await(t *testing.T, want string) string {
+	t.Helper()
+	timeout := time.After(20 * time.Second) // a failure bound, not synchronisation
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("vncedge exited before logging %q:\n%s", want, p.output())
+			}
+			if strings.Contains(l, want) {
+				return l
+			}
+		case <-timeout:
+			t.Fatalf("no %q line within 20s:\n%s", want, p.output())
+		}
+	}
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.seen, "\n")
+}
+
+// wait waits for exit and returns the exit code.
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	for range p.lines { // drain, so the readers finish
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for Cleanup
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(20 * time.Second):
+		t.Fatalf("vncedge did not exit:\n%s", p.output())
+	}
+	return -1
+}
+
+// TestBinaryWebsockifyArgsJSONLog runs vncedge with websockify's positional
+// arguments (a bare host:port target, a flag after them), relays a session,
+// stops it with SIGTERM, and checks that every output line is JSON and that
+// the lifecycle lines are there.
+func TestBinaryWebsockifyArgsJSONLog(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	listen, admin := freePort(t), freePort(t)
+	p := startBin(t, listen, vnc.Addr(), "--admin", admin, "--log-format", "json", "--log-level", "debug") // debug: gnet's own lines too
+	start := p.await(t, `"vncedge listening"`)
+	for _, want := range []string{`"resolver":"target"`, `"target":"tcp://` + vnc.Addr() + `"`} {
+		if !strings.Contains(start, want) {
+			t.Errorf("start-up line lacks %s: %s", want, start)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, err := rfbclient.DialWS(ctx, "ws://"+listen+"/websockify", []string{"binary"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rfbclient.Handshake(ws, rfbclient.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RequestFull(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ReadFull(); err != nil {
+		t.Fatal(err)
+	}
+	if l := p.await(t, `"session start"`); !strings.Contains(l, `"upstream":"tcp://`+vnc.Addr()+`"`) {
+		t.Errorf("session start line lacks the upstream: %s", l)
+	}
+	ws.Close()
+	p.await(t, `"session end"`)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if l := p.await(t, `"vncedge stopped"`); !strings.Contains(l, `"sessions_total":1`) {
+		t.Errorf("stopped line: %s", l)
+	}
+	if code := p.wait(t); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	out := p.output()
+	for _, l := range strings.Split(out, "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Errorf("not JSON: %q", l)
+		}
+	}
+}
+
+// TestBinaryPortInUse: a taken listen or admin port fails the start with a
+// non-zero exit, and nothing claims to be listening.
+func TestBinaryPortInUse(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	for _, c := range []struct{ name, listen, admin, want string }{
+		{"listen", taken.Addr().String(), freePort(t), "address already in use"},
+		{"admin", freePort(t), taken.Addr().String(), "--admin"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := startBin(t, "--listen", c.listen, "--admin", c.admin, "--target", "tcp://127.0.0.1:1")
+			if code := p.wait(t); code == 0 {
+				t.Errorf("exit code 0 with the %s port taken", c.name)
+			}
+			out := p.output()
+			if strings.Contains(out, "vncedge listening") || !strings.Contains(out, c.want) {
+				t.Errorf("output:\n%s", out)
+			}
+		})
+	}
+}

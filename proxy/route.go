@@ -91,9 +91,14 @@ func ParseUpstream(raw string) (*url.URL, error) {
 		if u.Port() == "" {
 			return nil, fmt.Errorf("upstream %q: tcp needs host:port", raw)
 		}
+	case "unix":
+		if u.Host != "" || u.Path == "" {
+			return nil, fmt.Errorf("upstream %q: unix needs unix:///path/to/socket", raw)
+		}
+		return u, nil
 	case "ws", "wss":
 	default:
-		return nil, fmt.Errorf("upstream %q: scheme must be tcp, ws or wss", raw)
+		return nil, fmt.Errorf("upstream %q: scheme must be tcp, unix, ws or wss", raw)
 	}
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("upstream %q: no host", raw)

@@ -37,6 +37,12 @@ type Config struct {
 	Policy *rfbparse.Policy
 	// AllowedOrigins lists browser origins allowed besides the same host; "*" allows any.
 	AllowedOrigins []string
+	// TLS, when set, serves viewers over TLS (wss:// and https://); its
+	// GetCertificate may reload certificates. See tlsbridge.go.
+	TLS *tls.Config
+	// Web, when set, answers plain HTTP GET and HEAD requests that are not
+	// upgrades (websockify's --web: the noVNC page on the edge's own port).
+	Web http.Handler
 	// UpstreamTLS configures wss:// upstreams (RootCAs for a private CA).
 	UpstreamTLS *tls.Config
 
@@ -163,6 +169,8 @@ type Server struct {
 	// Counters, read with Stats.
 	active, total, upgradeFailures atomic.Int64
 	conns, shed                    atomic.Int64 // open sockets; viewers closed at once for MaxConns
+	bridges                        atomic.Int64 // TLS viewers in their handshake or bridge (tlsbridge.go)
+	webInFlight                    atomic.Int64 // static-file requests being answered (web.go)
 }
 
 // New checks cfg and returns a Server.
@@ -254,7 +262,7 @@ func (s *Server) accept(ln net.Listener, loops *gnet.Client) error {
 			return err
 		}
 		delay = 0
-		if _, err := loops.EnrollContext(c, nil); err != nil { // closes c either way
+		if err := s.enroll(c, loops); err != nil { // closes c either way
 			if s.stopping.Load() {
 				return nil
 			}
@@ -408,6 +416,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	sess := newSession(s, c)
+	if vc, ok := c.Context().(*viewerConn); ok {
+		sess.remote = vc.remote
+	}
 	c.SetContext(sess)
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}

@@ -40,6 +40,7 @@ const (
 type session struct {
 	srv    *Server
 	viewer gnet.Conn
+	remote net.Addr  // the viewer's address (viewerAddr)
 	up     gnet.Conn // nil until enrolled, and again once closed
 	state  uint8
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
@@ -125,7 +126,7 @@ type upstreamConn struct {
 }
 
 func newSession(srv *Server, c gnet.Conn) *session {
-	s := &session{srv: srv, viewer: c, start: time.Now(), pausedFD: -1}
+	s := &session{srv: srv, viewer: c, remote: c.RemoteAddr(), start: time.Now(), pausedFD: -1}
 	s.deadline.Store(s.start.Add(srv.cfg.HandshakeTimeout).UnixNano())
 	s.vdec = wsframe.Decoder{Role: wsframe.Server, MaxPayload: srv.cfg.MaxFramePayload}
 	s.udec = wsframe.Decoder{Role: wsframe.Client}
@@ -181,17 +182,20 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return s.reject(err)
 	}
+	if s.srv.cfg.Web != nil && isWebRequest(req) {
+		return s.serveWeb(c, req)
+	}
 	s.req = req // for the refusal's log line
 	proto, err := upgrade.Check(req, &upgrade.Options{AllowedOrigins: s.srv.cfg.AllowedOrigins, Subprotocol: "binary"})
 	if err != nil {
 		return s.reject(err)
 	}
-	s.ip = ipOf(s.viewer.RemoteAddr())
+	s.ip = ipOf(s.viewerAddr())
 	s.req = req
 	if tr := s.srv.cfg.Tracing; tr != nil {
 		_, kind, id, _ := ParseStreamPath(req.Path)
 		s.spanCx, s.span = tr.StartSession(req.Get("traceparent"), tracing.SessionInfo{Kind: kind, ID: id,
-			ClientID: req.Query.Get("client_id"), Viewer: addrString(s.viewer.RemoteAddr()), Start: s.start})
+			ClientID: req.Query.Get("client_id"), Viewer: addrString(s.viewerAddr()), Start: s.start})
 		tr.SessionOpened()
 	}
 	if he := s.srv.admit(s.ip); he != nil {
@@ -223,7 +227,7 @@ func (s *session) reject(err error) gnet.Action {
 		tr.UpgradeFailed(he.Status)
 	}
 	s.srv.cfg.Logger.Info("upgrade refused", append([]any{"status", he.Status, "reason", he.Message,
-		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req)}, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
+		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req)}, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
 	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
 	s.state = stClosed
 	s.logged = true // the line above is this session's only log line
@@ -310,13 +314,13 @@ func (s *session) traceCtx() context.Context {
 func (s *session) logger() *slog.Logger {
 	l := s.srv.cfg.Logger
 	if s.span != nil {
-		info := tracing.SessionInfo{Viewer: addrString(s.viewer.RemoteAddr())}
+		info := tracing.SessionInfo{Viewer: addrString(s.viewerAddr())}
 		if rt := s.published.Load(); rt != nil {
 			info.Kind, info.ID, info.Organization, info.ClientID = rt.Kind, rt.ID, rt.Organization, rt.ClientID
 		}
 		return tracing.SessionLogger(l, s.span, info)
 	}
-	return l.With("viewer", addrString(s.viewer.RemoteAddr()))
+	return l.With("viewer", addrString(s.viewerAddr()))
 }
 
 // traceAttrs are the trace and span ids for the session's log lines.
@@ -410,7 +414,7 @@ func (s *session) refuseAfterUpgrade(he *upgrade.Error) {
 	}
 	s.srv.upgradeFailures.Add(1)
 	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message, "compat_close", int(code),
-		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req))
+		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req))
 	_, _ = s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto))
 	_, _ = s.viewer.Write(wsframe.AppendClose(nil, code, he.Message, nil))
 	s.state, s.logged = stClosed, true
@@ -434,7 +438,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	s.up, s.route = c, up.route
 	_ = c.SetNoDelay(true)
 	rt := s.route
-	s.wsUp = rt.Upstream.Scheme != "tcp"
+	s.wsUp = rt.Upstream.Scheme == "ws" || rt.Upstream.Scheme == "wss"
 	control := rt.Control
 	var replaced *session
 	if rt.ClientID != "" {
@@ -933,7 +937,7 @@ func (s *session) logEnd(err error) {
 	}
 	s.logged = true
 	attrs := []any{
-		"viewer", addrString(s.viewer.RemoteAddr()),
+		"viewer", addrString(s.viewerAddr()),
 		"duration_ms", time.Since(s.start).Milliseconds(),
 		"close_code", int(s.closeCode),
 		"close_reason", s.closeReason,
@@ -1031,7 +1035,7 @@ func (s *session) publish() {
 }
 
 func (s *session) logf(level slog.Level, msg string) {
-	s.srv.cfg.Logger.Log(context.Background(), level, msg, "viewer", addrString(s.viewer.RemoteAddr()))
+	s.srv.cfg.Logger.Log(context.Background(), level, msg, "viewer", addrString(s.viewerAddr()))
 }
 
 func closeCodeOf(payload []byte) ws.StatusCode {

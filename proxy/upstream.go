@@ -37,6 +37,13 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 			return nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 		}
 		return c, nil, nil
+	case "unix": // a VNC server's unix socket (websockify's --unix-target)
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "unix", u.Path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
+		}
+		return c, nil, nil
 	case "ws", "wss":
 		d := ws.Dialer{
 			Protocols: []string{"binary"},

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +49,7 @@ func (h headerFlag) Set(v string) error {
 type options struct {
 	listen, admin, target, sessions, control, upstreamCA string
 	compat, cdpURL                                       string
+	web, unixTarget, certFile, keyFile                   string
 	tokenSecretFile, tokenPublicKeys, controlPlane       string
 	upstreamAPIKey                                       string
 	vncPort                                              int
@@ -90,6 +92,10 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:6080", "viewer listen address (host:port)")
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz, /readyz and /metrics (empty: off)")
 	fs.StringVar(&o.target, "target", "", "send every path to this upstream: tcp://host:port, ws://host:port/path or wss://…")
+	fs.StringVar(&o.unixTarget, "unix-target", "", "send every path to the VNC server on this unix socket (as websockify's --unix-target)")
+	fs.StringVar(&o.web, "web", "", "serve the files in this directory (e.g. noVNC) on the listen address to requests that are not upgrades")
+	fs.StringVar(&o.certFile, "cert", "", "PEM certificate (chain) for TLS on the listen address: wss:// and https:// (reloaded when it changes)")
+	fs.StringVar(&o.keyFile, "key", "", "PEM private key for --cert (default: the --cert file, if it holds the key too)")
 	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/vnc/{kind}/{id} to upstreams and API keys (reloaded on SIGHUP)")
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
@@ -158,6 +164,16 @@ func applyEnv(fs *flag.FlagSet, o *options, pos []string) (*options, error) {
 	if o.target, err = normalizeTarget(o.target); err != nil {
 		return nil, fmt.Errorf("--target: %w", err)
 	}
+	if o.unixTarget != "" {
+		if o.target != "" {
+			return nil, errors.New("--unix-target and a target are exclusive")
+		}
+		abs, err := filepath.Abs(o.unixTarget)
+		if err != nil {
+			return nil, fmt.Errorf("--unix-target: %w", err)
+		}
+		o.target = "unix://" + abs
+	}
 	return o, nil
 }
 
@@ -189,6 +205,23 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		ViewerHighWater: int(o.highWater), ViewerLowWater: int(o.lowWater),
 		PingInterval: o.pingInterval, IdleTimeout: o.idleTimeout, MaxDuration: o.maxDuration,
 		MaxSessions: o.maxSessions, MaxPerIP: o.maxPerIP, MaxPerOrg: o.maxPerOrg,
+	}
+	if o.web != "" {
+		h, err := proxy.WebDir(o.web)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--web: %w", err)
+		}
+		cfg.Web = h
+	}
+	if o.keyFile != "" && o.certFile == "" {
+		return cfg, nil, errors.New("--key needs --cert")
+	}
+	if o.certFile != "" {
+		cf, err := newCertFiles(o.certFile, o.keyFile, log)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.TLS = cf.tlsConfig()
 	}
 	switch o.compat {
 	case "":

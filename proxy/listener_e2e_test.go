@@ -9,10 +9,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
 	"vncedge/proxy"
+
+	"vncedge/proxy/proxytest/browser"
 	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/proxy/proxytest/rfbtest"
 	"vncedge/proxy/proxytest/teststack"
@@ -191,5 +195,38 @@ func TestUnixTarget(t *testing.T) {
 		if _, err := proxy.ParseUpstream(bad); err == nil {
 			t.Errorf("ParseUpstream(%q) accepted", bad)
 		}
+	}
+}
+
+// TestNoVNCOverTLSAndWeb is the websockify user's setup on a VM: vncedge
+// serves noVNC itself (--web) over TLS (--cert/--key), and real noVNC in
+// Chromium loads the page over https and connects over wss:// on the same
+// origin to a real Xvnc.
+func TestNoVNCOverTLSAndWeb(t *testing.T) {
+	browser.Require(t)
+	x := teststack.StartXvnc(t)
+	dir := t.TempDir()
+	if _, err := teststack.WriteTestCert(dir); err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := targetConfig(t, "tcp://"+x.Addr(), rfbparse.User)
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	if cfg.Web, err = proxy.WebDir(browser.NoVNCDir); err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startProxy(t, cfg)
+	port := portOf(t, addr)
+	b := browser.Start(t, chromedp.Flag("ignore-certificate-errors", true))
+	p := b.NewPage(t)
+	page := browser.NoVNCURL("https://127.0.0.1:"+strconv.Itoa(port), "127.0.0.1", port, "websockify", url.Values{"encrypt": {"1"}})
+	if err := p.OpenNoVNC(page, browserStepTimeout); err != nil {
+		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.Active < 1 {
+		t.Errorf("stats %+v: no live session", st)
 	}
 }

@@ -952,7 +952,7 @@ func (s *session) logEnd(err error) {
 	if r := s.route; r != nil {
 		attrs = append(attrs, "kind", r.Kind, "id", r.ID, "organization", r.Organization, "client_id", r.ClientID)
 		if r.Upstream != nil && s.mode == modeVNC { // scheme and host only: never credentials
-			attrs = append(attrs, "upstream", r.Upstream.Scheme+"://"+r.Upstream.Host)
+			attrs = append(attrs, "upstream", upstreamName(r.Upstream))
 		}
 	}
 	if s.rfb != nil {

@@ -3,9 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +22,7 @@ import (
 
 	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/proxy/proxytest/rfbtest"
+	"vncedge/proxy/proxytest/teststack"
 )
 
 func TestPositionalArgs(t *testing.T) {
@@ -264,4 +270,81 @@ func TestBinaryPortInUse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBinaryTLSWebUnixTarget runs the binary as a websockify user would on a
+// VM: TLS on the listener, noVNC files from --web, the VNC server on a unix
+// socket; then renews the certificate on disk and checks that new viewers
+// get the new one without a restart.
+func TestBinaryTLSWebUnixTarget(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "vnc.sock")
+	teststack.StartXvnc(t, "-rfbunixpath", sock)
+	dir, web := t.TempDir(), t.TempDir()
+	pool, err := teststack.WriteTestCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(web, "index.html"), []byte("novnc here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := freePort(t)
+	_, port, _ := net.SplitHostPort(listen)
+	p := startBin(t, listen, "--unix-target", sock, "--web", web, "--admin", "",
+		"--cert", filepath.Join(dir, "cert.pem"), "--key", filepath.Join(dir, "key.pem"))
+	p.await(t, "vncedge listening")
+
+	tc := &tls.Config{RootCAs: pool}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	resp, err := hc.Get("https://localhost:" + port + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "novnc here" {
+		t.Errorf("https GET /: %d %q", resp.StatusCode, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, err := rfbclient.Dialer{Protocols: []string{"binary"}, TLSConfig: tc}.Dial(ctx, "wss://localhost:"+port+"/websockify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rfbclient.Fetch(ws, rfbclient.Options{}); err != nil {
+		t.Fatalf("RFB over wss:// to Xvnc's unix socket: %v", err)
+	}
+	ws.Close()
+
+	serial := func() string {
+		c, err := tls.Dial("tcp", listen, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return "dial: " + err.Error()
+		}
+		defer c.Close()
+		sum := sha256.Sum256(c.ConnectionState().PeerCertificates[0].Raw)
+		return hex.EncodeToString(sum[:])
+	}
+	before := serial()
+	renewed := t.TempDir()
+	if _, err := teststack.WriteTestCert(renewed); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"cert.pem", "key.pem"} { // as a renewal does: replace by rename
+		b, _ := os.ReadFile(filepath.Join(renewed, f))
+		tmp := filepath.Join(dir, f+".new")
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for serial() == before {
+		if time.Now().After(deadline) {
+			t.Fatalf("certificate not reloaded within 10s (sha256 %s):\n%s", before, p.output())
+		}
+		time.Sleep(100 * time.Millisecond) // polling a process we do not control: no event to await
+	}
+	p.await(t, "certificate reloaded")
 }

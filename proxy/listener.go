@@ -10,8 +10,9 @@ import (
 // path knows about it that the socket gnet sees does not say. Read once, in
 // OnOpen, on the conn's loop.
 type viewerConn struct {
-	remote net.Addr // the viewer's address (a TLS viewer's gnet socket is one end of a socketpair)
-	tls    bool     // the viewer came through the TLS listener
+	remote  net.Addr // the viewer's address (a TLS viewer's gnet socket is one end of a socketpair)
+	tls     bool     // the viewer came through the TLS listener
+	proxied bool     // its PROXY protocol header was read before the handshake
 }
 
 // enroll puts an accepted viewer on an event loop: directly, or for a TLS

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,13 @@ type Config struct {
 	// TLS, when set, serves viewers over TLS (wss:// and https://); its
 	// GetCertificate may reload certificates. See tlsbridge.go.
 	TLS *tls.Config
+	// ProxyProtocol requires a PROXY protocol (v1 or v2) header in front of
+	// every viewer connection, from a load balancer, and takes the viewer's
+	// address from it. A connection without one is refused.
+	ProxyProtocol bool
+	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
+	// fields name the viewer's address; from anyone else they are ignored.
+	TrustedProxies []netip.Prefix
 	// Web, when set, answers plain HTTP GET and HEAD requests that are not
 	// upgrades (websockify's --web: the noVNC page on the edge's own port).
 	Web http.Handler
@@ -417,7 +425,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	sess := newSession(s, c)
 	if vc, ok := c.Context().(*viewerConn); ok {
-		sess.remote = vc.remote
+		sess.remote, sess.proxied = vc.remote, vc.proxied
 	}
 	c.SetContext(sess)
 	s.mu.Lock()

@@ -38,11 +38,12 @@ const (
 // the viewer conn's context; the upstream conn's context is an upstreamConn
 // pointing back here.
 type session struct {
-	srv    *Server
-	viewer gnet.Conn
-	remote net.Addr  // the viewer's address (viewerAddr)
-	up     gnet.Conn // nil until enrolled, and again once closed
-	state  uint8
+	srv     *Server
+	viewer  gnet.Conn
+	remote  net.Addr  // the viewer's address (viewerAddr)
+	proxied bool      // the PROXY protocol header was read (realaddr.go)
+	up      gnet.Conn // nil until enrolled, and again once closed
+	state   uint8
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
 	deadline atomic.Int64
 	// nextCheck (unix ns, 0 = none) is when the ticker runs relayCheck:
@@ -167,6 +168,11 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 
 // readUpgrade waits for a complete request head, checks it, and starts the dial.
 func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
+	if s.srv.cfg.ProxyProtocol && !s.proxied {
+		if act, ok := s.readProxy(c); !ok {
+			return act
+		}
+	}
 	buf, _ := c.Peek(-1)
 	n := upgrade.End(buf)
 	if n < 0 {
@@ -185,6 +191,7 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if s.srv.cfg.Web != nil && isWebRequest(req) {
 		return s.serveWeb(c, req)
 	}
+	s.forwardedAddr(req)
 	s.req = req // for the refusal's log line
 	proto, err := upgrade.Check(req, &upgrade.Options{AllowedOrigins: s.srv.cfg.AllowedOrigins, Subprotocol: "binary"})
 	if err != nil {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,7 +34,26 @@ const tlsWriteTimeout = 60 * time.Second
 func (s *Server) serveTLS(raw net.Conn, loops *gnet.Client) {
 	s.bridges.Add(1)
 	defer s.bridges.Add(-1)
-	tc := tls.Server(raw, s.cfg.TLS)
+	vc := &viewerConn{remote: raw.RemoteAddr(), tls: true}
+	var under net.Conn = raw
+	if s.cfg.ProxyProtocol { // the balancer's header comes before the ClientHello
+		_ = raw.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+		br := bufio.NewReaderSize(raw, maxProxyHeader)
+		addr, err := readProxyHeader(br)
+		if err != nil {
+			s.upgradeFailures.Add(1)
+			s.cfg.Logger.Info("connection refused: bad PROXY protocol header", "peer", addrString(raw.RemoteAddr()), "err", err.Error())
+			raw.Close()
+			return
+		}
+		_ = raw.SetReadDeadline(time.Time{})
+		if addr != nil {
+			vc.remote = addr
+		}
+		vc.proxied = true
+		under = &prefixConn{Conn: raw, r: br}
+	}
+	tc := tls.Server(under, s.cfg.TLS)
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.HandshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -54,7 +74,7 @@ func (s *Server) serveTLS(raw net.Conn, loops *gnet.Client) {
 		tc.Close()
 		return
 	}
-	if _, err := loops.EnrollContext(theirs, &viewerConn{remote: raw.RemoteAddr(), tls: true}); err != nil { // closes theirs
+	if _, err := loops.EnrollContext(theirs, vc); err != nil { // closes theirs
 		mine.Close()
 		tc.Close()
 		return
@@ -110,4 +130,18 @@ type deadlineWriter struct{ c *tls.Conn }
 func (w deadlineWriter) Write(p []byte) (int, error) {
 	_ = w.c.SetWriteDeadline(time.Now().Add(tlsWriteTimeout))
 	return w.c.Write(p)
+}
+
+// prefixConn reads what a bufio.Reader already holds, then the conn.
+type prefixConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if c.r != nil && c.r.Buffered() > 0 {
+		return c.r.Read(p)
+	}
+	c.r = nil
+	return c.Conn.Read(p)
 }

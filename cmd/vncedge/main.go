@@ -50,6 +50,8 @@ type options struct {
 	listen, admin, target, sessions, control, upstreamCA string
 	compat, cdpURL                                       string
 	web, unixTarget, certFile, keyFile                   string
+	trustedProxies                                       string
+	proxyProtocol                                        bool
 	tokenSecretFile, tokenPublicKeys, controlPlane       string
 	upstreamAPIKey                                       string
 	vncPort                                              int
@@ -96,6 +98,8 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.web, "web", "", "serve the files in this directory (e.g. noVNC) on the listen address to requests that are not upgrades")
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate (chain) for TLS on the listen address: wss:// and https:// (reloaded when it changes)")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key for --cert (default: the --cert file, if it holds the key too)")
+	fs.BoolVar(&o.proxyProtocol, "proxy-protocol", false, "every viewer connection starts with a PROXY protocol v1/v2 header (from a load balancer): the viewer's address is taken from it")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/Forwarded fields name the viewer's address (ignored from anyone else)")
 	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/vnc/{kind}/{id} to upstreams and API keys (reloaded on SIGHUP)")
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
@@ -212,6 +216,14 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 			return cfg, nil, fmt.Errorf("--web: %w", err)
 		}
 		cfg.Web = h
+	}
+	cfg.ProxyProtocol = o.proxyProtocol
+	if o.trustedProxies != "" {
+		ps, err := proxy.ParsePrefixes(o.trustedProxies)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		cfg.TrustedProxies = ps
 	}
 	if o.keyFile != "" && o.certFile == "" {
 		return cfg, nil, errors.New("--key needs --cert")

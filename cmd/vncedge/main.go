@@ -74,6 +74,10 @@ func parseFlags(args []string) (*options, error) {
 	o.trace.FromEnv() // the standard OTEL_* variables; the flags below win
 	o.trace.ServiceVersion = version
 	fs := defineFlags(o)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usageLine)
+		fs.PrintDefaults()
+	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	proxyproto "github.com/pires/go-proxyproto"
 
 	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/proxy/proxytest/rfbtest"
@@ -347,4 +350,86 @@ func TestBinaryTLSWebUnixTarget(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // polling a process we do not control: no event to await
 	}
 	p.await(t, "certificate reloaded")
+}
+
+// dialVia returns a NetDial that connects from source and writes header
+// (a PROXY protocol header for the connection's addresses) first.
+func dialVia(source string, header func(dst net.Addr) []byte) func(context.Context, string, string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(source)}}
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil && header != nil {
+			_, err = c.Write(header(c.RemoteAddr()))
+		}
+		return c, err
+	}
+}
+
+func proxyHeader(version byte, client string) func(dst net.Addr) []byte {
+	return func(dst net.Addr) []byte {
+		src, _ := net.ResolveTCPAddr("tcp", client)
+		b, _ := proxyproto.HeaderProxyFromAddrs(version, src, dst).Format()
+		return b
+	}
+}
+
+// TestBinaryRealClientAddresses: --proxy-protocol (v1 and v2) and
+// --trusted-proxies against the built binary, with --max-per-ip 1: users
+// behind one balancer are told apart, the same user twice is refused.
+func TestBinaryRealClientAddresses(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	try := func(listen string, d rfbclient.Dialer) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		d.Protocols = []string{"binary"}
+		ws, err := d.Dial(ctx, "ws://"+listen+"/websockify")
+		if err != nil {
+			return err
+		}
+		t.Cleanup(func() { ws.Close() })
+		_, _, err = rfbclient.Fetch(ws, rfbclient.Options{})
+		return err
+	}
+	is429 := func(err error) bool {
+		var se *rfbclient.StatusError
+		return errors.As(err, &se) && se.Status == 429
+	}
+	t.Run("proxy-protocol", func(t *testing.T) {
+		listen := freePort(t)
+		p := startBin(t, "--listen", listen, "--admin", "", "--target", vnc.Addr(), "--max-per-ip", "1", "--proxy-protocol")
+		p.await(t, "vncedge listening")
+		if err := try(listen, rfbclient.Dialer{NetDial: dialVia("127.0.0.1", proxyHeader(1, "203.0.113.7:1000"))}); err != nil {
+			t.Fatalf("user A (v1): %v", err)
+		}
+		if err := try(listen, rfbclient.Dialer{NetDial: dialVia("127.0.0.1", proxyHeader(2, "203.0.113.8:1000"))}); err != nil {
+			t.Fatalf("user B (v2): %v", err)
+		}
+		if err := try(listen, rfbclient.Dialer{NetDial: dialVia("127.0.0.1", proxyHeader(2, "203.0.113.7:1001"))}); !is429(err) {
+			t.Errorf("user A again: %v, want 429", err)
+		}
+		p.await(t, `"viewer":"203.0.113.8:1000"`)
+	})
+	t.Run("trusted-proxies", func(t *testing.T) {
+		listen := freePort(t)
+		p := startBin(t, "--listen", listen, "--admin", "", "--target", vnc.Addr(), "--max-per-ip", "1", "--trusted-proxies", "127.0.0.1/32")
+		p.await(t, "vncedge listening")
+		xff := func(source, a string) rfbclient.Dialer {
+			return rfbclient.Dialer{NetDial: dialVia(source, nil), Header: http.Header{"X-Forwarded-For": {a}}}
+		}
+		if err := try(listen, xff("127.0.0.1", "203.0.113.7")); err != nil {
+			t.Fatalf("user A: %v", err)
+		}
+		if err := try(listen, xff("127.0.0.1", "203.0.113.8")); err != nil {
+			t.Fatalf("user B: %v", err)
+		}
+		if err := try(listen, xff("127.0.0.1", "203.0.113.7")); !is429(err) {
+			t.Errorf("user A again: %v, want 429", err)
+		}
+		if err := try(listen, xff("127.0.0.3", "203.0.113.50")); err != nil {
+			t.Fatalf("direct client: %v", err)
+		}
+		if err := try(listen, xff("127.0.0.3", "203.0.113.51")); !is429(err) {
+			t.Errorf("direct client forging X-Forwarded-For: %v, want 429", err)
+		}
+	})
 }

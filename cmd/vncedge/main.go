@@ -431,7 +431,7 @@ func runDemo(args []string) error {
 		o.origins = demo.AdminOrigins(o.admin) // the page comes from the admin port
 	}
 	fmt.Printf("\n  vncedge demo: open %s\n\n", demo.PageURL(o.admin))
-	return serve(o, demo.Handler(demo.PageConfig{ListenPort: listenPort}))
+	return serve(o, demo.Handler(demo.PageConfig{ListenPort: listenPort, Clipboard: o.cdpURL != ""}))
 }
 
 // serve runs vncedge until SIGINT/SIGTERM. page, when set, is served by

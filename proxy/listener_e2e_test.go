@@ -178,7 +178,7 @@ func TestTLSListener(t *testing.T) {
 func TestUnixTarget(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "vnc.sock")
 	teststack.StartXvnc(t, "-rfbunixpath", sock)
-	u, err := proxy.ParseUpstream("unix://" + sock)
+	u, err := proxy.ParseTarget("unix://" + sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,9 +192,14 @@ func TestUnixTarget(t *testing.T) {
 		t.Fatalf("framebuffer %d bytes for %dx%d", len(fb), init.Width, init.Height)
 	}
 	for _, bad := range []string{"unix://host/x.sock", "unix://", "unix:relative.sock"} {
-		if _, err := proxy.ParseUpstream(bad); err == nil {
-			t.Errorf("ParseUpstream(%q) accepted", bad)
+		if _, err := proxy.ParseTarget(bad); err == nil {
+			t.Errorf("ParseTarget(%q) accepted", bad)
 		}
+	}
+	// A resolver's answer (sessions file, token, control plane) may not
+	// aim vncedge at a local socket.
+	if _, err := proxy.ParseUpstream("unix://" + sock); err == nil {
+		t.Error("ParseUpstream accepted a unix socket")
 	}
 }
 

@@ -336,7 +336,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		cfg.Resolver, cfg.EndReason = hr, resolve.Reason
 		return cfg, nil, nil
 	case o.target != "":
-		u, err := proxy.ParseUpstream(o.target)
+		u, err := proxy.ParseTarget(o.target)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("--target: %w", err)
 		}

@@ -81,7 +81,7 @@ fuzz:
 	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter 20s,$(FUZZTIME)),10m,$(FUZZTIME))
 
 # run starts vncedge in front of its built-in demo VNC server; open the printed URL,
-# press Take control and draw. run-xvnc does the same with a real Xvnc desktop.
+# press Take control and draw. run-xvnc does the same with a real Xvnc desktop on a free display.
 run: build web
 	$(BIN) demo --listen $(LISTEN) --log-format text
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -10,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"vncedge/proxy"
+	"vncedge/proxy/proxytest/teststack"
 	"vncedge/rfbparse"
 )
 
@@ -111,6 +114,12 @@ func dialViewer(tb testing.TB, addr string) *wsViewer {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return viewerOver(tb, c, addr)
+}
+
+// viewerOver upgrades c (a connection to vncedge at addr) and completes the
+// RFB handshake.
+func viewerOver(tb testing.TB, c net.Conn, addr string) *wsViewer {
 	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
 	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n", addr, key)
@@ -207,6 +216,11 @@ func (v *wsViewer) readExactly(tb testing.TB, n int) {
 }
 
 func startProxy(tb testing.TB, upstream string) string {
+	return startProxyWith(tb, upstream, nil)
+}
+
+// startProxyWith is startProxy with the listener's TLS configuration.
+func startProxyWith(tb testing.TB, upstream string, tlsConf *tls.Config) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -215,7 +229,7 @@ func startProxy(tb testing.TB, upstream string) string {
 	ln.Close()
 	u, _ := url.Parse(upstream)
 	srv, err := proxy.New(proxy.Config{
-		Addr: addr, Loops: 1,
+		Addr: addr, Loops: 1, TLS: tlsConf,
 		Resolver: &proxy.TargetResolver{Upstream: u, Control: rfbparse.User},
 		Policy:   rfbparse.DefaultPolicy(),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -274,6 +288,37 @@ func BenchmarkRelayUpdateDown(b *testing.B) {
 	vnc := startFakeVNC(b, size)
 	addr := startProxy(b, "tcp://"+vnc.ln.Addr().String())
 	v := dialViewer(b, addr)
+	defer v.c.Close()
+	sink := make([]byte, 256<<10)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	if err := v.readPayload(int64(b.N)*size, sink); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkRelayUpdateDownTLS is BenchmarkRelayUpdateDown with the viewer on
+// the TLS listener (--cert): the cost of the handshake-and-bridge design
+// against the same run's plain figure.
+func BenchmarkRelayUpdateDownTLS(b *testing.B) {
+	const size = 64 << 10
+	dir := b.TempDir()
+	pool, err := teststack.WriteTestCert(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	vnc := startFakeVNC(b, size)
+	addr := startProxyWith(b, "tcp://"+vnc.ln.Addr().String(), &tls.Config{Certificates: []tls.Certificate{pair}})
+	c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := viewerOver(b, c, addr)
 	defer v.c.Close()
 	sink := make([]byte, 256<<10)
 	b.SetBytes(size)

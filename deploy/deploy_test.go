@@ -497,3 +497,62 @@ func TestBinaryStaticAndArgsValid(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemdGroupsDeclared: every group the unit needs is created by the
+// sysusers.d file that ships with it (a fresh host has no vncedge group).
+func TestSystemdGroupsDeclared(t *testing.T) {
+	kv := systemdService(t)
+	b, err := os.ReadFile(filepath.Join("systemd", "vncedge.sysusers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]bool{}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && (f[0] == "g" || f[0] == "u") {
+			declared[f[1]] = true
+		}
+	}
+	for _, v := range append(kv["SupplementaryGroups"], kv["Group"]...) {
+		for _, g := range strings.Fields(v) {
+			if !declared[g] {
+				t.Errorf("the unit needs group %q, which vncedge.sysusers does not declare", g)
+			}
+		}
+	}
+	if len(kv["SupplementaryGroups"]) == 0 && len(kv["Group"]) == 0 {
+		t.Error("the unit names no group: the sessions file would be unreadable")
+	}
+}
+
+// TestOriginsAndScrapeExplicit: the shipped setups name the allowed browser
+// origin (the default refuses cross-origin pages), and the pod template
+// carries scrape annotations for the admin port's /metrics.
+func TestOriginsAndScrapeExplicit(t *testing.T) {
+	m := loadManifests(t)
+	pod := m.deployment.Spec.Template
+	args := pod.Spec.Containers[0].Args
+	hasOrigins := func(args []string) bool {
+		for i, a := range args {
+			if strings.HasPrefix(a, "--allowed-origins=") || a == "--allowed-origins" && i+1 < len(args) {
+				return true
+			}
+		}
+		return false
+	}
+	if !hasOrigins(args) {
+		t.Errorf("Deployment args %q lack --allowed-origins", args)
+	}
+	if sd := strings.Fields(systemdService(t)["ExecStart"][0]); !hasOrigins(sd) {
+		t.Errorf("systemd ExecStart %q lacks --allowed-origins", sd)
+	}
+	ann := pod.Annotations
+	var admin int32
+	for _, p := range pod.Spec.Containers[0].Ports {
+		if p.Name == "admin" {
+			admin = p.ContainerPort
+		}
+	}
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/path"] != "/metrics" || ann["prometheus.io/port"] != strconv.Itoa(int(admin)) {
+		t.Errorf("scrape annotations %v, want scrape=true, path=/metrics, port=%d (the admin port)", ann, admin)
+	}
+}

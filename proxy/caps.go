@@ -1,6 +1,10 @@
 package proxy
 
-import "github.com/panjf2000/gnet/v2"
+import (
+	"github.com/panjf2000/gnet/v2"
+
+	"vncedge/proxy/upgrade"
+)
 
 // Caps are exact: a viewer is counted against the total (MaxSessions) and
 // per-IP (MaxPerIP) caps when it is accepted, before any byte is read, so
@@ -15,11 +19,40 @@ import "github.com/panjf2000/gnet/v2"
 // admitOpen counts a new viewer against the total and per-IP caps, on its
 // loop in OnOpen. Over a cap the viewer gets the HTTP refusal at once and
 // is closed.
+//
+// Behind a load balancer (--proxy-protocol, or a peer in --trusted-proxies)
+// the accept-time address is the balancer's: the per-IP count then waits
+// for the real address, which admitRealIP counts once the PROXY header or
+// the request head has named it.
 func (s *session) admitOpen() gnet.Action {
-	s.ip = ipOf(s.viewer.RemoteAddr())
-	if he := s.srv.admit(s.ip); he != nil {
+	ip := ipOf(s.viewerAddr())
+	if s.addrMayChange(ip) {
+		ip, s.ipPending = "", true
+	}
+	if he := s.srv.admit(ip); he != nil {
 		return s.reject(he)
 	}
-	s.admitted = true
+	s.ip, s.admitted = ip, true
 	return gnet.None
+}
+
+// addrMayChange reports whether the viewer's real address is still to come
+// (a PROXY header not read yet, or a trusted proxy's forwarded fields).
+func (s *session) addrMayChange(ip string) bool {
+	cfg := &s.srv.cfg
+	return cfg.ProxyProtocol && !s.proxied || inPrefixes(ip, cfg.TrustedProxies)
+}
+
+// admitRealIP counts the viewer's real address against the per-IP cap, once
+// it is known (after the request head), if admitOpen could not.
+func (s *session) admitRealIP() *upgrade.Error {
+	if !s.ipPending || !s.admitted {
+		return nil
+	}
+	ip := ipOf(s.viewerAddr())
+	if he := s.srv.admitIP(ip); he != nil {
+		return he
+	}
+	s.ip, s.ipPending = ip, false
+	return nil
 }

@@ -143,6 +143,7 @@ func (s *session) openMessages(rt *Route) {
 	}
 	s.state = stRelay
 	s.publish()
+	s.logStart()
 	s.startChecks()
 	if replaced != nil {
 		replaced.endAsync(ws.StatusNormalClosure, "replaced")

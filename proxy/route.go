@@ -154,11 +154,29 @@ func ParseUpstream(raw string) (*url.URL, error) {
 			return nil, fmt.Errorf("upstream %q: tcp needs host:port", raw)
 		}
 	case "ws", "wss":
+	case "unix":
+		return nil, fmt.Errorf("upstream %q: a unix socket only as the operator's --target (or --unix-target)", raw)
 	default:
 		return nil, fmt.Errorf("upstream %q: scheme must be tcp, ws or wss", raw)
 	}
 	if u.Hostname() == "" {
 		return nil, fmt.Errorf("upstream %q: no host", raw)
+	}
+	return u, nil
+}
+
+// ParseTarget parses the operator's --target: an upstream URL as
+// ParseUpstream reads it, or unix:///path for a VNC server's unix socket.
+// Resolver answers (a sessions file, tokens, a control plane) go through
+// ParseUpstream, which refuses unix sockets: a resolver's answer must not
+// aim vncedge at a local socket.
+func ParseTarget(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "unix" {
+		return ParseUpstream(raw)
+	}
+	if u.Host != "" || u.Path == "" {
+		return nil, fmt.Errorf("upstream %q: unix needs unix:///path/to/socket", raw)
 	}
 	return u, nil
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -26,7 +28,9 @@ import (
 type Config struct {
 	// Addr is the listen address, host:port.
 	Addr string
-	// Loops is the number of event loops; 0 means one per CPU.
+	// Loops is the number of event loops; 0 means runtime.GOMAXPROCS(0),
+	// which follows a container's CPU limit (gnet's own default,
+	// runtime.NumCPU, counts the host's cores).
 	Loops int
 	// Resolver maps each upgrade request to its upstream. Required.
 	Resolver Resolver
@@ -34,6 +38,19 @@ type Config struct {
 	Policy *rfbparse.Policy
 	// AllowedOrigins lists browser origins allowed besides the same host; "*" allows any.
 	AllowedOrigins []string
+	// TLS, when set, serves viewers over TLS (wss:// and https://); its
+	// GetCertificate may reload certificates. See tlsbridge.go.
+	TLS *tls.Config
+	// ProxyProtocol requires a PROXY protocol (v1 or v2) header in front of
+	// every viewer connection, from a load balancer, and takes the viewer's
+	// address from it. A connection without one is refused.
+	ProxyProtocol bool
+	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
+	// fields name the viewer's address; from anyone else they are ignored.
+	TrustedProxies []netip.Prefix
+	// Web, when set, answers plain HTTP GET and HEAD requests that are not
+	// upgrades (websockify's --web: the noVNC page on the edge's own port).
+	Web http.Handler
 	// UpstreamTLS configures wss:// upstreams (RootCAs for a private CA).
 	UpstreamTLS *tls.Config
 	// UpstreamAllow lists where resolver answers may send vncedge (upstreams
@@ -148,6 +165,9 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Loops <= 0 {
+		c.Loops = runtime.GOMAXPROCS(0)
+	}
 	if c.MaxConns <= 0 {
 		var rl syscall.Rlimit
 		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 512 && rl.Cur < 1<<30 {
@@ -180,6 +200,8 @@ type Server struct {
 	// Counters, read with Stats.
 	active, total, upgradeFailures atomic.Int64
 	conns, shed                    atomic.Int64 // open sockets; viewers closed at once for MaxConns
+	bridges                        atomic.Int64 // TLS viewers in their handshake or bridge (tlsbridge.go)
+	webInFlight                    atomic.Int64 // static-file requests being answered (web.go)
 }
 
 // New checks cfg and returns a Server.
@@ -227,9 +249,8 @@ func (s *Server) ListenAndServe() error {
 		gnet.WithTicker(true),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithLogLevel(logging.WarnLevel),
-	}
-	if s.cfg.Loops > 0 {
-		opts = append(opts, gnet.WithNumEventLoop(s.cfg.Loops))
+		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+		gnet.WithNumEventLoop(s.cfg.Loops),
 	}
 	loops, err := gnet.NewClient(s, opts...)
 	if err != nil {
@@ -277,7 +298,7 @@ func (s *Server) accept(ln net.Listener, loops *gnet.Client) error {
 			return err
 		}
 		delay = 0
-		if _, err := loops.EnrollContext(c, nil); err != nil { // closes c either way
+		if err := s.enroll(c, loops); err != nil { // closes c either way
 			if s.stopping.Load() {
 				return nil
 			}
@@ -399,6 +420,9 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		return nil, gnet.Close
 	}
 	sess := newSession(s, c)
+	if vc, ok := c.Context().(*viewerConn); ok {
+		sess.remote, sess.proxied = vc.remote, vc.proxied
+	}
 	c.SetContext(sess)
 	if a := sess.admitOpen(); a != gnet.None {
 		return nil, a // over a cap: refused at accept, before any byte is read
@@ -479,12 +503,30 @@ func (s *Server) admit(ip string) *upgrade.Error {
 	if s.cfg.MaxSessions > 0 && s.admitted >= s.cfg.MaxSessions {
 		return &upgrade.Error{Status: http.StatusServiceUnavailable, Message: "too many sessions", Header: [][2]string{{"Retry-After", "5"}}}
 	}
-	if s.cfg.MaxPerIP > 0 && s.perIP[ip] >= s.cfg.MaxPerIP {
-		return &upgrade.Error{Status: http.StatusTooManyRequests, Message: "too many sessions from this address"}
+	if ip != "" && s.cfg.MaxPerIP > 0 && s.perIP[ip] >= s.cfg.MaxPerIP {
+		return tooManyFromIP()
 	}
 	s.admitted++
+	if ip != "" {
+		s.perIP[ip]++
+	}
+	return nil
+}
+
+// admitIP counts an admitted viewer's real address (learned after accept)
+// against the per-IP cap.
+func (s *Server) admitIP(ip string) *upgrade.Error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.MaxPerIP > 0 && s.perIP[ip] >= s.cfg.MaxPerIP {
+		return tooManyFromIP()
+	}
 	s.perIP[ip]++
 	return nil
+}
+
+func tooManyFromIP() *upgrade.Error {
+	return &upgrade.Error{Status: http.StatusTooManyRequests, Message: "too many sessions from this address"}
 }
 
 // admitOrg counts a resolved session against its organization's cap.
@@ -503,8 +545,10 @@ func (s *Server) release(ip, org string, orgCounted bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.admitted--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	if ip != "" { // "": counted in the total only (its real address never arrived)
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
 	}
 	if orgCounted {
 		if s.perOrg[org]--; s.perOrg[org] <= 0 {

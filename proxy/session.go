@@ -37,10 +37,12 @@ const (
 // the viewer conn's context; the upstream conn's context is an upstreamConn
 // pointing back here.
 type session struct {
-	srv    *Server
-	viewer gnet.Conn
-	up     gnet.Conn // nil until enrolled, and again once closed
-	state  uint8
+	srv     *Server
+	viewer  gnet.Conn
+	remote  net.Addr  // the viewer's address (viewerAddr)
+	proxied bool      // the PROXY protocol header was read (realaddr.go)
+	up      gnet.Conn // nil until enrolled, and again once closed
+	state   uint8
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
 	deadline atomic.Int64
 	// nextCheck (unix ns, 0 = none) is when the ticker runs relayCheck:
@@ -48,6 +50,7 @@ type session struct {
 	nextCheck atomic.Int64
 
 	admitted   bool
+	ipPending  bool               // the per-IP count waits for the real address (caps.go)
 	dialCancel context.CancelFunc // stops the dial or resolve in flight (stDialing)
 	org        string             // organization whose slot this session holds (orgHeld)
 	orgHeld    bool
@@ -135,7 +138,7 @@ type upstreamConn struct {
 }
 
 func newSession(srv *Server, c gnet.Conn) *session {
-	s := &session{srv: srv, viewer: c, start: time.Now(), pausedFD: -1}
+	s := &session{srv: srv, viewer: c, remote: c.RemoteAddr(), start: time.Now(), pausedFD: -1}
 	s.deadline.Store(s.start.Add(srv.cfg.HandshakeTimeout).UnixNano())
 	s.vdec = wsframe.Decoder{Role: wsframe.Server, MaxPayload: srv.cfg.MaxFramePayload}
 	s.udec = wsframe.Decoder{Role: wsframe.Client}
@@ -176,6 +179,11 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 
 // readUpgrade waits for a complete request head, checks it, and starts the dial.
 func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
+	if s.srv.cfg.ProxyProtocol && !s.proxied {
+		if act, ok := s.readProxy(c); !ok {
+			return act
+		}
+	}
 	buf, _ := c.Peek(-1)
 	n := upgrade.End(buf)
 	if n < 0 {
@@ -191,6 +199,11 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err != nil {
 		return s.reject(err)
 	}
+	if s.srv.cfg.Web != nil && isWebRequest(req) {
+		return s.serveWeb(c, req)
+	}
+	s.forwardedAddr(req)
+	s.req = req // for the refusal's log line
 	proto, err := upgrade.Check(req, &upgrade.Options{AllowedOrigins: s.srv.cfg.AllowedOrigins, Subprotocol: "binary"})
 	if err != nil {
 		return s.reject(err)
@@ -198,11 +211,14 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if err := checkStreamTarget(req); err != nil {
 		return s.reject(err)
 	}
+	if he := s.admitRealIP(); he != nil {
+		return s.reject(he)
+	}
 	s.req = req
 	if tr := s.srv.cfg.Tracing; tr != nil {
 		_, kind, id, _ := ParseStreamPath(req.Path)
 		s.spanCx, s.span = tr.StartSession(req.Get("traceparent"), tracing.SessionInfo{Kind: kind, ID: id,
-			ClientID: req.Query.Get("client_id"), Viewer: addrString(s.viewer.RemoteAddr()), Start: s.start})
+			ClientID: req.Query.Get("client_id"), Viewer: addrString(s.viewerAddr()), Start: s.start})
 		tr.SessionOpened()
 	}
 	_, _ = c.Discard(n) // pipelined bytes stay in gnet's buffer until the relay starts
@@ -230,7 +246,7 @@ func (s *session) reject(err error) gnet.Action {
 		tr.UpgradeFailed(he.Status)
 	}
 	s.srv.cfg.Logger.Info("upgrade refused", append([]any{"status", he.Status, "reason", he.Message,
-		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req)}, s.traceAttrs()...)...)
+		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req)}, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
 	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
 	s.state = stClosed
 	s.logged = true // the line above is this session's only log line
@@ -293,13 +309,13 @@ func (s *session) traceCtx() context.Context {
 func (s *session) logger() *slog.Logger {
 	l := s.srv.cfg.Logger
 	if s.span != nil {
-		info := tracing.SessionInfo{Viewer: addrString(s.viewer.RemoteAddr())}
+		info := tracing.SessionInfo{Viewer: addrString(s.viewerAddr())}
 		if rt := s.published.Load(); rt != nil {
 			info.Kind, info.ID, info.Organization, info.ClientID = rt.Kind, rt.ID, rt.Organization, rt.ClientID
 		}
 		return tracing.SessionLogger(l, s.span, info)
 	}
-	return l.With("viewer", addrString(s.viewer.RemoteAddr()))
+	return l.With("viewer", addrString(s.viewerAddr()))
 }
 
 // traceAttrs are the trace and span ids for the session's log lines.
@@ -387,7 +403,7 @@ func (s *session) refuseAfterUpgrade(he *upgrade.Error) {
 	}
 	s.srv.upgradeFailures.Add(1)
 	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message, "compat_close", int(code),
-		"viewer", addrString(s.viewer.RemoteAddr()), "path", pathOf(s.req))
+		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req))
 	_, _ = s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto))
 	_, _ = s.viewer.Write(wsframe.AppendClose(nil, code, he.Message, nil))
 	s.state, s.logged = stClosed, true
@@ -412,7 +428,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	s.up, s.route, s.bridge = c, up.route, up.bridge
 	_ = c.SetNoDelay(true)
 	rt := s.route
-	s.wsUp = rt.Upstream.Scheme != "tcp"
+	s.wsUp = rt.Upstream.Scheme == "ws" || rt.Upstream.Scheme == "wss"
 	control := rt.Control
 	var replaced *session
 	if rt.ClientID != "" {
@@ -436,6 +452,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	}
 	s.state = stRelay
 	s.publish()
+	s.logStart()
 	s.startChecks()
 	if replaced != nil {
 		replaced.endAsync(ws.StatusNormalClosure, "replaced")
@@ -929,7 +946,7 @@ func (s *session) logEnd(err error) {
 	}
 	s.logged = true
 	attrs := []any{
-		"viewer", addrString(s.viewer.RemoteAddr()),
+		"viewer", addrString(s.viewerAddr()),
 		"duration_ms", time.Since(s.start).Milliseconds(),
 		"close_code", int(s.closeCode),
 		"close_reason", s.closeReason,
@@ -944,7 +961,7 @@ func (s *session) logEnd(err error) {
 	if r := s.route; r != nil {
 		attrs = append(attrs, "kind", r.Kind, "id", r.ID, "organization", r.Organization, "client_id", r.ClientID)
 		if r.Upstream != nil && s.mode == modeVNC { // scheme and host only: never credentials
-			attrs = append(attrs, "upstream", r.Upstream.Scheme+"://"+r.Upstream.Host)
+			attrs = append(attrs, "upstream", upstreamName(r.Upstream))
 		}
 	}
 	if s.rfb != nil {
@@ -1031,7 +1048,7 @@ func (s *session) publish() {
 }
 
 func (s *session) logf(level slog.Level, msg string) {
-	s.srv.cfg.Logger.Log(context.Background(), level, msg, "viewer", addrString(s.viewer.RemoteAddr()))
+	s.srv.cfg.Logger.Log(context.Background(), level, msg, "viewer", addrString(s.viewerAddr()))
 }
 
 func closeCodeOf(payload []byte) ws.StatusCode {

@@ -36,6 +36,14 @@ import (
 // sockets count in conns while it lives.
 func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider, conns *atomic.Int64, guard *destGuard) (net.Conn, []byte, io.Closer, error) {
 	u := rt.Upstream
+	if u.Scheme == "unix" { // the operator's --unix-target (ParseTarget; resolvers cannot name one)
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "unix", u.Path)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
+		}
+		return c, nil, nil, nil
+	}
 	if err := guard.checkURL(u); err != nil {
 		return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 	}
@@ -48,6 +56,7 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 			return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 		}
 		return c, nil, nil, nil
+
 	case "ws", "wss":
 		var raw net.Conn // the conn under the head limit (a *tls.Conn for wss)
 		var tcp net.Conn // the socket

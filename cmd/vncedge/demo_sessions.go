@@ -61,5 +61,5 @@ func runSessionsDemo(o *options) error {
 	}
 	fmt.Printf("\n  vncedge demo, %s/%s from %s: open %s?apikey=%s\n\n", rt.Kind, rt.ID, o.sessions,
 		demo.PageURL(o.admin), url.QueryEscape(key))
-	return serve(o, demo.Handler(demo.PageConfig{ListenPort: listenPort, Kind: rt.Kind, ID: rt.ID}))
+	return serve(o, demo.Handler(demo.PageConfig{ListenPort: listenPort, Kind: rt.Kind, ID: rt.ID, Clipboard: rt.CDPURL != ""}))
 }

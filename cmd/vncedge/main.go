@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,6 +49,9 @@ func (h headerFlag) Set(v string) error {
 type options struct {
 	listen, admin, target, sessions, control, upstreamCA string
 	compat, cdpURL                                       string
+	web, unixTarget, certFile, keyFile                   string
+	trustedProxies                                       string
+	proxyProtocol                                        bool
 	tokenSecretFile, tokenPublicKeys, controlPlane       string
 	upstreamAPIKey                                       string
 	upstreamAllow                                        string
@@ -57,6 +61,7 @@ type options struct {
 	allowXVP, noPolicy, showVersion, extMouse            bool
 	qemuKeys                                             string
 	allowMenuKeys                                        bool
+	listenAll                                            bool // --listen was a bare port: every address
 	dialTimeout, handshakeTimeout, closeTimeout          time.Duration
 	livenessPeriod, controlGrace                         time.Duration
 	pingInterval, idleTimeout, maxDuration, drainWindow  time.Duration
@@ -73,10 +78,15 @@ func parseFlags(args []string) (*options, error) {
 	o.trace.FromEnv() // the standard OTEL_* variables; the flags below win
 	o.trace.ServiceVersion = version
 	fs := defineFlags(o)
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), usageLine)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
 		return nil, err
 	}
-	return applyEnv(fs, o)
+	return applyEnv(fs, o, pos)
 }
 
 // defineFlags declares every flag on a new FlagSet writing into o. The
@@ -93,6 +103,12 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.admin, "admin", "127.0.0.1:6081", "admin HTTP address for /healthz, /readyz and /metrics (empty: off)")
 	fs.StringVar(&o.target, "target", "", "send every path to this upstream: tcp://host:port, ws://host:port/path or wss://…")
 	fs.StringVar(&o.sessions, "sessions", "", "YAML file mapping /v1/stream/{vnc,messages}/{kind}/{id} to upstreams and API keys (reloaded when it changes and on SIGHUP)")
+	fs.StringVar(&o.unixTarget, "unix-target", "", "send every path to the VNC server on this unix socket (as websockify's --unix-target)")
+	fs.StringVar(&o.web, "web", "", "serve the files in this directory (e.g. noVNC) on the listen address to requests that are not upgrades")
+	fs.StringVar(&o.certFile, "cert", "", "PEM certificate (chain) for TLS on the listen address: wss:// and https:// (reloaded when it changes)")
+	fs.StringVar(&o.keyFile, "key", "", "PEM private key for --cert (default: the --cert file, if it holds the key too)")
+	fs.BoolVar(&o.proxyProtocol, "proxy-protocol", false, "every viewer connection starts with a PROXY protocol v1/v2 header (from a load balancer): the viewer's address is taken from it")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/Forwarded fields name the viewer's address (ignored from anyone else)")
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
 	fs.StringVar(&o.upstreamCA, "upstream-ca", "", "PEM file of CA certificates trusted for wss:// upstreams (default: system roots)")
@@ -139,7 +155,7 @@ func defineFlags(o *options) *flag.FlagSet {
 
 // applyEnv sets every flag not given on the command line from its VNCEDGE_*
 // variable.
-func applyEnv(fs *flag.FlagSet, o *options) (*options, error) {
+func applyEnv(fs *flag.FlagSet, o *options, pos []string) (*options, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var envErr error
@@ -154,8 +170,25 @@ func applyEnv(fs *flag.FlagSet, o *options) (*options, error) {
 	if envErr != nil {
 		return nil, envErr
 	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	if err := applyPositional(o, pos, set); err != nil {
+		return nil, err
+	}
+	var err error
+	if o.listen, o.listenAll, err = normalizeListen(o.listen); err != nil {
+		return nil, fmt.Errorf("--listen: %w", err)
+	}
+	if o.target, err = normalizeTarget(o.target); err != nil {
+		return nil, fmt.Errorf("--target: %w", err)
+	}
+	if o.unixTarget != "" {
+		if o.target != "" {
+			return nil, errors.New("--unix-target and a target are exclusive")
+		}
+		abs, err := filepath.Abs(o.unixTarget)
+		if err != nil {
+			return nil, fmt.Errorf("--unix-target: %w", err)
+		}
+		o.target = "unix://" + abs
 	}
 	return o, nil
 }
@@ -194,6 +227,31 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		return cfg, nil, fmt.Errorf("--upstream-allow: %w", err)
 	}
 	cfg.UpstreamAllow, cfg.AdminAddr, cfg.UpstreamIdleTimeout = allow, o.admin, o.upstreamIdle
+	if o.web != "" {
+		h, err := proxy.WebDir(o.web)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--web: %w", err)
+		}
+		cfg.Web = h
+	}
+	cfg.ProxyProtocol = o.proxyProtocol
+	if o.trustedProxies != "" {
+		ps, err := proxy.ParsePrefixes(o.trustedProxies)
+		if err != nil {
+			return cfg, nil, fmt.Errorf("--trusted-proxies: %w", err)
+		}
+		cfg.TrustedProxies = ps
+	}
+	if o.keyFile != "" && o.certFile == "" {
+		return cfg, nil, errors.New("--key needs --cert")
+	}
+	if o.certFile != "" {
+		cf, err := newCertFiles(o.certFile, o.keyFile, log)
+		if err != nil {
+			return cfg, nil, err
+		}
+		cfg.TLS = cf.tlsConfig()
+	}
 	switch o.compat {
 	case "":
 	case "skyvern":
@@ -280,7 +338,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		cfg.Resolver, cfg.EndReason = hr, resolve.Reason
 		return cfg, nil, nil
 	case o.target != "":
-		u, err := proxy.ParseUpstream(o.target)
+		u, err := proxy.ParseTarget(o.target)
 		if err != nil {
 			return cfg, nil, fmt.Errorf("--target: %w", err)
 		}
@@ -378,7 +436,7 @@ func runDemo(args []string) error {
 		o.origins = demo.AdminOrigins(o.admin) // the page comes from the admin port
 	}
 	fmt.Printf("\n  vncedge demo: open %s\n\n", demo.PageURL(o.admin))
-	return serve(o, demo.Handler(demo.PageConfig{ListenPort: listenPort}))
+	return serve(o, demo.Handler(demo.PageConfig{ListenPort: listenPort, Clipboard: o.cdpURL != ""}))
 }
 
 // serve runs vncedge until SIGINT/SIGTERM. page, when set, is served by
@@ -422,11 +480,18 @@ func serve(o *options, page http.Handler) error {
 		go watch.run(stopWatch)
 	}
 
+	// The admin port is bound before anything else: a port in use fails
+	// the start (no vncedge without /healthz and /metrics).
 	var admin *http.Server
 	if o.admin != "" {
-		admin = &http.Server{Addr: o.admin, Handler: adminHandler(srv, tp.MetricsHandler, page), ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", o.admin)
+		if err != nil {
+			return fmt.Errorf("--admin: %w", err)
+		}
+		admin = &http.Server{Handler: adminHandler(srv, tp.MetricsHandler, page), ReadHeaderTimeout: 5 * time.Second}
+		defer admin.Close()
 		go func() {
-			if err := admin.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin server", "err", err)
 			}
 		}()
@@ -436,7 +501,19 @@ func serve(o *options, page http.Handler) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.ListenAndServe() }()
-	log.Info("vncedge listening", "addr", o.listen, "admin", o.admin, "version", version)
+	select { // "listening" only once it is true
+	case err := <-serveErr:
+		return err
+	case <-srv.Ready():
+	}
+	if o.listenAll {
+		log.Warn("listening on every address: --listen is a bare port, which websockify reads as all interfaces; give host:port to narrow it", "addr", o.listen)
+	}
+	log.Info("vncedge listening", append([]any{"addr", o.listen, "admin", o.admin, "version", version}, describeResolver(o)...)...)
+	defer func() {
+		st := srv.Stats()
+		log.Info("vncedge stopped", "sessions_total", st.Total, "sessions_open", st.Active, "upgrade_failures", st.UpgradeFailures)
+	}()
 	for {
 		select {
 		case err := <-serveErr:

@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"encoding/base64"
+	"strconv"
 	"strings"
 )
 
@@ -79,7 +80,7 @@ func Check(r *Request, o *Options) (protocol string, err error) {
 		// be misread as one.
 		return "", badRequest("upgrade request must not have a body")
 	case !originAllowed(r.Origin, r.Host, o.AllowedOrigins):
-		return "", &Error{Status: 403, Message: "origin not allowed"}
+		return "", originError(r.Origin, r.Host)
 	}
 	if o.Subprotocol != "" {
 		for _, p := range r.Protocols {
@@ -168,4 +169,19 @@ func splitPort(hostport string) (host, port string) {
 		return hostport, ""
 	}
 	return hostport[:i], hostport[i+1:]
+}
+
+// originError explains a refused origin in one sentence: the refused Origin,
+// the Host it asked for, and the flag that allows it. Both values come from
+// the request (quoted, and cut to a bounded length).
+func originError(origin, host string) *Error {
+	const most = 200
+	if len(origin) > most {
+		origin = origin[:most] + "…"
+	}
+	if len(host) > most {
+		host = host[:most] + "…"
+	}
+	return &Error{Status: 403, Message: "origin " + strconv.Quote(origin) + " may not connect to host " +
+		strconv.Quote(host) + ": only pages of the same host may, unless --allowed-origins lists the origin"}
 }

@@ -551,6 +551,25 @@ func TestParseCopies(t *testing.T) {
 	}
 }
 
+// A refused origin is explained in one sentence: the Origin, the Host and the flag.
+func TestCheckOriginMessage(t *testing.T) {
+	raw := withLine("Origin:", "Origin: https://app.example.com")
+	_, _, err := parseCheck(t, raw, &Options{})
+	var he *Error
+	if !errors.As(err, &he) || he.Status != 403 {
+		t.Fatalf("err = %v, want a 403", err)
+	}
+	for _, want := range []string{`"https://app.example.com"`, `"edge.example.com"`, "--allowed-origins"} {
+		if !strings.Contains(he.Message, want) {
+			t.Errorf("message %q lacks %s", he.Message, want)
+		}
+	}
+	long := withLine("Origin:", "Origin: https://"+strings.Repeat("a", 5000)+".example")
+	if _, _, err := parseCheck(t, long, &Options{}); !errors.As(err, &he) || len(he.Message) > 600 {
+		t.Errorf("long origin: message of %d bytes, want it cut", len(he.Message))
+	}
+}
+
 func TestCheckNilOptions(t *testing.T) {
 	// Same host and no Origin pass; a configured origin does not.
 	for raw, want := range map[string]int{

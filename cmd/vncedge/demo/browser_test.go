@@ -26,6 +26,7 @@ import (
 
 	"vncedge/proxy"
 	"vncedge/proxy/proxytest/teststack"
+	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
 )
 
@@ -605,4 +606,69 @@ next:
 		return true
 	}
 	return false
+}
+
+// pathRecorder is TargetResolver that remembers each request's path and query.
+type pathRecorder struct {
+	proxy.TargetResolver
+	mu   sync.Mutex
+	seen []string
+}
+
+func (r *pathRecorder) Resolve(ctx context.Context, req *upgrade.Request) (*proxy.Route, error) {
+	r.mu.Lock()
+	r.seen = append(r.seen, req.Path+"?"+req.RawQuery)
+	r.mu.Unlock()
+	return r.TargetResolver.Resolve(ctx, req)
+}
+
+func (r *pathRecorder) paths() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.seen...)
+}
+
+// TestBrowserDemoSessionParams: the page drives a platform route (kind, id
+// and the viewer's credential from its query, on both channels), and
+// without a DevTools endpoint its Copy and Paste buttons are off and say why.
+func TestBrowserDemoSessionParams(t *testing.T) {
+	if testing.Short() {
+		t.Skip("real browser")
+	}
+	teststack.Require(t, "chromium")
+	noVNC := requireNoVNC(t)
+	srv := startServer(t, Options{FPS: 10})
+	addr := freeAddr(t)
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	web := httptest.NewServer(Handler(PageConfig{ListenPort: port, NoVNCDir: noVNC}))
+	t.Cleanup(web.Close)
+	upstream, _ := url.Parse("tcp://" + srv.Addr())
+	rec := &pathRecorder{TargetResolver: proxy.TargetResolver{Upstream: upstream, Control: rfbparse.User}}
+	startProxy(t, proxy.Config{Addr: addr, Resolver: rec, Policy: rfbparse.DefaultPolicy(), AllowedOrigins: []string{web.URL}})
+	p := startPage(t)
+	if err := p.do(chromedp.Navigate(web.URL + "/?client_id=c1&kind=browser_session&id=pbs_x&apikey=k123")); err != nil {
+		t.Fatal(err)
+	}
+	p.waitJS("noVNC and the message channel connected",
+		`document.documentElement.dataset.vnc === 'connected' && document.documentElement.dataset.messages === 'open'`)
+	want := map[string]bool{
+		"/v1/stream/vnc/browser_session/pbs_x?client_id=c1&apikey=k123":      false,
+		"/v1/stream/messages/browser_session/pbs_x?client_id=c1&apikey=k123": false,
+	}
+	for _, s := range rec.paths() {
+		if _, ok := want[s]; ok {
+			want[s] = true
+		}
+	}
+	for s, seen := range want {
+		if !seen {
+			t.Errorf("no upgrade for %s; saw %q", s, rec.paths())
+		}
+	}
+	off, err := eval[bool](p, `document.getElementById('copy').disabled && document.getElementById('paste').disabled &&
+		document.getElementById('copy').title.includes('no DevTools endpoint')`)
+	if err != nil || !off {
+		t.Errorf("Copy/Paste without a DevTools endpoint: disabled and explained = %v (%v)", off, err)
+	}
 }

@@ -94,6 +94,10 @@ type PageConfig struct {
 	Kind, ID string
 	// NoVNCDir holds @novnc/novnc (core/, vendor/); empty: DefaultNoVNCDir().
 	NoVNCDir string
+	// Clipboard says the session has a DevTools endpoint (--cdp-url), so
+	// Copy and Paste can reach the remote browser; without one the page
+	// disables them and says why.
+	Clipboard bool
 }
 
 // pageConfig is /config.json.
@@ -105,7 +109,15 @@ type pageConfig struct {
 	NoVNC        bool   `json:"novnc"`
 	NoVNCVersion string `json:"novnc_version"`
 	Hint         string `json:"hint,omitempty"`
+	Clipboard    bool   `json:"clipboard"`
+	// ClipboardHint says why Copy and Paste are off.
+	ClipboardHint string `json:"clipboard_hint,omitempty"`
 }
+
+// noClipboardHint is what the page says on its Copy and Paste buttons when
+// the session has no DevTools endpoint.
+const noClipboardHint = "no DevTools endpoint for this session: start vncedge with --cdp-url http://HOST:9222 " +
+	"(a Chromium started with --remote-debugging-port) for Copy and Paste"
 
 // Handler serves the viewer page at /, its settings at /config.json and
 // noVNC's ES modules at /novnc/ (core/ and vendor/ only).
@@ -132,6 +144,9 @@ func Handler(cfg PageConfig) http.Handler {
 	}
 	if !noVNC {
 		conf.Hint = installHint
+	}
+	if conf.Clipboard = cfg.Clipboard; !cfg.Clipboard {
+		conf.ClipboardHint = noClipboardHint
 	}
 	confJSON, _ := json.Marshal(conf)
 

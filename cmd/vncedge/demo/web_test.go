@@ -46,9 +46,15 @@ func TestHandlerServesPageConfigAndNoVNC(t *testing.T) {
 		t.Fatalf("/config.json: %d %q %v", code, body, err)
 	}
 	want := pageConfig{Port: 6080, VNCPath: "/v1/stream/vnc/browser_session/demo",
-		MessagesPath: "/v1/stream/messages/browser_session/demo", NoVNC: true, NoVNCVersion: NoVNCVersion}
+		MessagesPath: "/v1/stream/messages/browser_session/demo", NoVNC: true, NoVNCVersion: NoVNCVersion,
+		ClipboardHint: noClipboardHint}
 	if cfg != want {
 		t.Errorf("config %+v, want %+v", cfg, want)
+	}
+	_, _, body = get(t, Handler(PageConfig{ListenPort: 6080, NoVNCDir: dir, Clipboard: true}), "/config.json")
+	var withCDP pageConfig
+	if err := json.Unmarshal([]byte(body), &withCDP); err != nil || !withCDP.Clipboard || withCDP.ClipboardHint != "" {
+		t.Errorf("with a DevTools endpoint: %+v %v", withCDP, err)
 	}
 	code, hdr, body = get(t, h, "/novnc/core/rfb.js")
 	if code != 200 || !strings.Contains(hdr.Get("Content-Type"), "javascript") || !strings.Contains(body, "class RFB") {

@@ -101,8 +101,9 @@ type Browser struct {
 }
 
 // Start starts a headless Chromium with a fresh profile in t.TempDir() and
-// stops it when the test ends.
-func Start(t testing.TB) *Browser {
+// stops it when the test ends; extra adds allocator options (such as
+// chromedp.Flag("ignore-certificate-errors", true) for a test certificate).
+func Start(t testing.TB, extra ...chromedp.ExecAllocatorOption) *Browser {
 	t.Helper()
 	Require(t)
 	// TempDir first: its removal then runs after Chromium has exited.
@@ -133,6 +134,7 @@ func Start(t testing.TB) *Browser {
 		// Exact colours in the canvas: no colour management.
 		chromedp.Flag("force-color-profile", "srgb"),
 	}
+	opts = append(opts, extra...)
 	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	t.Cleanup(func() {

@@ -53,6 +53,9 @@ type Dialer struct {
 	Header http.Header
 	// TLSConfig is used for wss:// URLs, e.g. with RootCAs set to a test CA.
 	TLSConfig *tls.Config
+	// NetDial, when set, opens the TCP connection (e.g. from a chosen source
+	// address, or writing a PROXY protocol header first).
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // WSConn is an io.ReadWriter over a client WebSocket connection. Each Write
@@ -88,6 +91,7 @@ func (d Dialer) Dial(ctx context.Context, url string) (*WSConn, error) {
 	wd := ws.Dialer{
 		Protocols: d.Protocols,
 		TLSConfig: d.TLSConfig,
+		NetDial:   d.NetDial,
 		OnStatusError: func(status int, _ []byte, resp io.Reader) {
 			statusErr = &StatusError{Status: status}
 			r, err := http.ReadResponse(bufio.NewReader(resp), nil)

@@ -3,13 +3,15 @@
 // vncedge listener with the same client_id so vncedge pairs them.
 //
 // Query parameters: port (vncedge listener port), ws (WebSocket origin, e.g.
-// wss://edge.example.com), client_id, apikey (sent on both channels). State for tests and curious people is
+// wss://edge.example.com), client_id; kind and id (the platform session,
+// e.g. kind=browser_session&id=pbs_demo), apikey or token (the viewer's
+// credential), so the page can drive a --sessions or signed-token vncedge too. State for tests and curious people is
 // in window.demo and on <html data-vnc=… data-messages=… data-interactor=…>.
 
 const $ = (id) => document.getElementById(id);
 const root = document.documentElement;
 const params = new URLSearchParams(location.search);
-const state = { rfb: null, messages: null, interactor: '', clientId: '', log: [] };
+const state = { rfb: null, messages: null, interactor: '', clientId: '', clipboard: false, log: [] };
 window.demo = state;
 
 function log(line) {
@@ -88,8 +90,8 @@ function openMessages(url) {
     root.dataset.messages = 'open';
     pill('msg-state', 'messages: open', true);
     $('control').disabled = false;
-    $('copy').disabled = false;
-    $('paste').disabled = false;
+    $('copy').disabled = !state.clipboard;
+    $('paste').disabled = !state.clipboard;
   });
   ws.addEventListener('close', (e) => {
     root.dataset.messages = 'closed';
@@ -151,13 +153,28 @@ async function main() {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const base = params.get('ws') || cfg.ws_base || `${scheme}//${location.hostname}:${port}`;
   state.clientId = params.get('client_id') || randomId();
-  let q = `?client_id=${encodeURIComponent(state.clientId)}`;
-  if (params.get('apikey')) q += `&apikey=${encodeURIComponent(params.get('apikey'))}`; // vncedge demo --sessions
+  const query = new URLSearchParams({ client_id: state.clientId });
+  for (const k of ['apikey', 'token']) if (params.get(k)) query.set(k, params.get(k));
+  const q = `?${query}`;
+  let vncPath = cfg.vnc_path, messagesPath = cfg.messages_path;
+  if (params.get('kind') && params.get('id')) {
+    const kind = encodeURIComponent(params.get('kind')), id = encodeURIComponent(params.get('id'));
+    vncPath = `/v1/stream/vnc/${kind}/${id}`;
+    messagesPath = `/v1/stream/messages/${kind}/${id}`;
+  }
+  // Copy and Paste need a DevTools endpoint behind the session: the demo
+  // knows (--cdp-url); for another edge (ws=…) the page cannot tell and tries.
+  state.clipboard = cfg.clipboard || !!params.get('ws');
+  if (!state.clipboard) {
+    for (const id of ['copy', 'paste']) $(id).title = cfg.clipboard_hint;
+    $('clip').placeholder = cfg.clipboard_hint;
+    log(`clipboard off: ${cfg.clipboard_hint}`);
+  }
 
-  openMessages(base + cfg.messages_path + q);
+  openMessages(base + messagesPath + q);
 
   // No viewOnly while the agent has control: vncedge is what drops input.
-  const rfb = new RFB($('screen'), base + cfg.vnc_path + q);
+  const rfb = new RFB($('screen'), base + vncPath + q);
   state.rfb = rfb;
   rfb.scaleViewport = false;
   rfb.resizeSession = false;

@@ -252,3 +252,38 @@ func TestSessionsReloadConcurrent(t *testing.T) {
 		t.Fatalf("table has %d sessions", sr.Sessions())
 	}
 }
+
+// FuzzSessionsFile: no input panics the parser; what it accepts has
+// sessions of listed organizations and no key twice.
+func FuzzSessionsFile(f *testing.F) {
+	f.Add([]byte(goodSessions))
+	f.Add([]byte("organizations: [{id: o1, api_keys: [! k1]}]\nsessions: [{kind: task, id: !x t, organization: o1, upstream: 'tcp://h:1'}]\n"))
+	f.Add([]byte("a: &x [1]\nb: *x\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sf, err := proxy.ParseSessionsFile("f.yaml", b, rfbparse.Agent)
+		if err != nil {
+			if !strings.Contains(err.Error(), "f.yaml") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		orgs, keys := map[string]bool{}, map[string]bool{}
+		for _, o := range sf.Organizations {
+			orgs[o.ID] = true
+			for _, k := range o.APIKeys {
+				if keys[k.Key] || k.Key == "" {
+					t.Fatalf("key %q twice or empty", k.Key)
+				}
+				keys[k.Key] = true
+			}
+		}
+		if len(sf.Sessions) == 0 {
+			t.Fatal("accepted an empty table")
+		}
+		for _, rt := range sf.Sessions {
+			if !orgs[rt.Organization] || rt.Upstream == nil {
+				t.Fatalf("session %+v", rt)
+			}
+		}
+	})
+}

@@ -39,7 +39,7 @@ type registry struct {
 	mu    sync.Mutex
 	pairs map[channelKey]*pair
 
-	bySession map[sessionKey]map[*pair]struct{} // the pairs of each platform session (roles.go)
+	bySession map[sessionKey]*sessionPairs // the pairs of each platform session (roles.go)
 }
 
 func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }

@@ -95,24 +95,35 @@ func (s *session) refuseByRole(kind string) bool {
 // a change of control costs the session's viewers, not every viewer.
 type sessionKey struct{ kind, id string }
 
+// sessionPairs are the pairs of one platform session, and what its
+// viewer-role viewers were last told. Guarded by registry.mu.
+type sessionPairs struct {
+	pairs map[*pair]struct{}
+	shown map[string]rfbparse.Interactor // by organization
+}
+
 // index adds a new pair to bySession; the caller holds r.mu.
 func (r *registry) index(p *pair) {
 	k := sessionKey{p.key.kind, p.key.id}
 	if r.bySession == nil {
-		r.bySession = map[sessionKey]map[*pair]struct{}{}
+		r.bySession = map[sessionKey]*sessionPairs{}
 	}
-	if r.bySession[k] == nil {
-		r.bySession[k] = map[*pair]struct{}{}
+	sp := r.bySession[k]
+	if sp == nil {
+		sp = &sessionPairs{pairs: map[*pair]struct{}{}, shown: map[string]rfbparse.Interactor{}}
+		r.bySession[k] = sp
 	}
-	r.bySession[k][p] = struct{}{}
+	sp.pairs[p] = struct{}{}
 }
 
 // unindex removes a swept pair; the caller holds r.mu.
 func (r *registry) unindex(p *pair) {
 	k := sessionKey{p.key.kind, p.key.id}
-	delete(r.bySession[k], p)
-	if len(r.bySession[k]) == 0 {
-		delete(r.bySession, k)
+	if sp := r.bySession[k]; sp != nil {
+		delete(sp.pairs, p)
+		if len(sp.pairs) == 0 {
+			delete(r.bySession, k)
+		}
 	}
 }
 
@@ -120,9 +131,11 @@ func (r *registry) unindex(p *pair) {
 // sees it: the user when a controller-role viewer of the session, with its
 // VNC channel open, has control; else the agent. The caller holds r.mu.
 func (r *registry) watchedControl(p *pair) rfbparse.Interactor {
-	for q := range r.bySession[sessionKey{p.key.kind, p.key.id}] {
-		if q.org == p.org && q.vnc != nil && q.role == RoleController && q.control == rfbparse.User {
-			return rfbparse.User
+	if sp := r.bySession[sessionKey{p.key.kind, p.key.id}]; sp != nil {
+		for q := range sp.pairs {
+			if q.org == p.org && q.vnc != nil && q.role == RoleController && q.control == rfbparse.User {
+				return rfbparse.User
+			}
 		}
 	}
 	return rfbparse.Agent
@@ -152,12 +165,27 @@ func (r *registry) shownControl(p *pair, role Role, own rfbparse.Interactor) rfb
 }
 
 // notifyWatchers tells every viewer-role message channel of p's platform
-// session who drives now; any goroutine. It runs when control changes.
+// session who drives, when that changed since they were last told; any
+// goroutine, nil p is nothing. It runs when control changes and when a VNC
+// channel comes or goes.
 func (r *registry) notifyWatchers(p *pair) {
+	if p == nil {
+		return
+	}
 	r.mu.Lock()
+	sp := r.bySession[sessionKey{p.key.kind, p.key.id}]
+	if sp == nil {
+		r.mu.Unlock()
+		return
+	}
 	to := r.watchedControl(p)
+	if last, ok := sp.shown[p.org]; (ok && last == to) || (!ok && to == rfbparse.Agent) {
+		r.mu.Unlock()
+		return // nothing new (watchers open with the agent unless told)
+	}
+	sp.shown[p.org] = to
 	var watchers []*session
-	for q := range r.bySession[sessionKey{p.key.kind, p.key.id}] {
+	for q := range sp.pairs {
 		if q.org == p.org && q.msg != nil && q.msgRole == RoleViewer {
 			watchers = append(watchers, q.msg)
 		}

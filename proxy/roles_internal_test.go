@@ -33,7 +33,7 @@ func TestRegistrySessionIndex(t *testing.T) {
 	r.detach(ctlVNC)
 	r.detach(other)
 	r.sweep(time.Now().Add(time.Hour), time.Minute)
-	if n := len(r.bySession[sessionKey{"task", "t2"}]); n != 0 || len(r.bySession) != 1 {
+	if sp := r.bySession[sessionKey{"task", "t2"}]; sp != nil || len(r.bySession) != 1 {
 		t.Errorf("index after sweep: %v, want only t1's watcher", r.bySession)
 	}
 }

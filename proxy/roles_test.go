@@ -98,6 +98,20 @@ func TestViewerRoleMessages(t *testing.T) {
 	ctlMsg.expect("interactor", "interactor", "agent")
 	watch.expect("interactor", "interactor", "agent")
 
+	// The driver's VNC channel goes: nobody drives; it comes back (its
+	// control state kept for the reconnect): the user drives again.
+	ctlMsg.send(map[string]any{"kind": "take-control"})
+	ctlMsg.expect("interactor", "interactor", "user")
+	watch.expect("interactor", "interactor", "user")
+	ctl.view.Close()
+	watch.expect("interactor", "interactor", "agent")
+	ctl = &e2e{t: t, vnc: vnc, srv: srv, addr: addr}
+	ctl.connect(rolesVNC+"?client_id=c1&apikey=kc", nil)
+	watch.expect("interactor", "interactor", "user")
+	ctlMsg.send(map[string]any{"kind": "cede-control"})
+	ctlMsg.expect("interactor", "interactor", "agent")
+	watch.expect("interactor", "interactor", "agent")
+
 	// One client_id, one role: a viewer-role credential cannot join (or take
 	// over) a controller's client_id, which would hand it the copied text,
 	// nor the reverse.
@@ -118,6 +132,7 @@ func TestViewerRoleMessages(t *testing.T) {
 	watch.expect("interactor", "interactor", "user")
 	ctl.send(keyMsg(true, 'n'), keyMsg(false, 'n'))
 	ctl.expectUpstream(keyMsg(true, 'n'), keyMsg(false, 'n'))
+
 }
 
 // TestClientIDRequiredCompat: under --compat=skyvern a platform route with

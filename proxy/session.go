@@ -439,6 +439,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 			return gnet.Close
 		}
 		s.pair, replaced, control = p, old, ctl
+		s.srv.reg.notifyWatchers(p) // a controller back in control drives again (roles.go)
 	}
 	s.rfb = newRoleStream(s.srv.cfg.Policy, rt.Role, control)
 	ua := s.req.UserAgent
@@ -899,6 +900,7 @@ func (s *session) viewerClosed(err error) {
 	s.state = stClosed
 	s.closeUpstream()
 	s.srv.reg.detach(s)
+	s.srv.reg.notifyWatchers(s.pair) // a controller gone no longer drives (roles.go)
 	s.published.Store(nil)
 	if s.admitted {
 		s.srv.release(s.ip, s.org, s.orgHeld) // the slot taken for s.org, whatever s.route says

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -294,5 +295,5 @@ func nodeKind(n *yaml.Node) string {
 	if n.Tag == "!!null" {
 		return "nothing"
 	}
-	return "a " + n.ShortTag()[2:] + " value"
+	return "a " + strings.TrimPrefix(n.ShortTag(), "!!") + " value"
 }

@@ -3,6 +3,7 @@ package proxy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -188,4 +189,101 @@ func TestSessionsFileRemovedSessionEnds(t *testing.T) {
 	}
 	kept.send(keyMsg(true, 'k'))
 	kept.expectUpstream(keyMsg(true, 'k'))
+}
+
+// TestSessionsReloadConcurrent: resolves racing reloads (good and bad files)
+// always see one whole table: under -race, and every answer is the session
+// or 401 (the key is not in the table in use), never anything else.
+func TestSessionsReloadConcurrent(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "s.yaml")
+	doc := func(key string) string {
+		return "organizations: [{id: o1, api_keys: [" + key + "]}]\nsessions:\n- {kind: task, id: t1, organization: o1, upstream: 'tcp://127.0.0.1:1'}\n"
+	}
+	if err := os.WriteFile(f, []byte(doc("ka")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sr, err := proxy.LoadStaticResolver(f, rfbparse.Agent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				for _, key := range []string{"ka", "kb"} {
+					rt, err := sr.Resolve(context.Background(), &upgrade.Request{Path: "/v1/stream/vnc/task/t1",
+						Query: url.Values{"apikey": {key}, "client_id": {"c"}}})
+					if err != nil && statusOf(err) != http.StatusUnauthorized || err == nil && rt.ID != "t1" {
+						errs <- fmt.Errorf("key %s: %v %v: want t1 or 401", key, rt, err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		key := "ka"
+		if i%2 == 1 {
+			key = "kb"
+		}
+		body := doc(key)
+		if i%7 == 0 {
+			body = "organizations: [\n" // bad: refused, the table stays
+		}
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, _ = sr.Reload(f)
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if sr.Sessions() != 1 {
+		t.Fatalf("table has %d sessions", sr.Sessions())
+	}
+}
+
+// FuzzSessionsFile: no input panics the parser; what it accepts has
+// sessions of listed organizations and no key twice.
+func FuzzSessionsFile(f *testing.F) {
+	f.Add([]byte(goodSessions))
+	f.Add([]byte("organizations: [{id: o1, api_keys: [! k1]}]\nsessions: [{kind: task, id: !x t, organization: o1, upstream: 'tcp://h:1'}]\n"))
+	f.Add([]byte("a: &x [1]\nb: *x\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		sf, err := proxy.ParseSessionsFile("f.yaml", b, rfbparse.Agent)
+		if err != nil {
+			if !strings.Contains(err.Error(), "f.yaml") {
+				t.Fatalf("error without the file name: %v", err)
+			}
+			return
+		}
+		orgs, keys := map[string]bool{}, map[string]bool{}
+		for _, o := range sf.Organizations {
+			orgs[o.ID] = true
+			for _, k := range o.APIKeys {
+				if keys[k.Key] || k.Key == "" {
+					t.Fatalf("key %q twice or empty", k.Key)
+				}
+				keys[k.Key] = true
+			}
+		}
+		if len(sf.Sessions) == 0 {
+			t.Fatal("accepted an empty table")
+		}
+		for _, rt := range sf.Sessions {
+			if !orgs[rt.Organization] || rt.Upstream == nil {
+				t.Fatalf("session %+v", rt)
+			}
+		}
+	})
 }

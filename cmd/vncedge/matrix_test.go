@@ -24,13 +24,13 @@ import (
 
 // TestPlatformMatrix holds every resolver to the whole platform flow,
 // against the built binary, real Xvnc (xev reporting what the X server got),
-// a real remote Chromium over CDP for the clipboard, and, on the sessions
-// and token rows, real noVNC in Chromium:
+// a real remote Chromium over CDP for the clipboard, and real noVNC in
+// Chromium (the novnc cell, every row):
 //
 //	rows:  target (--target), sessions (--sessions), tokens (--token-secret-file),
 //	       controlplane (--control-plane)
 //	cells: vnc, messages, take-control, cede-control, reconnect, clipboard,
-//	       viewer-role, novnc (sessions, tokens), session-end
+//	       viewer-role, novnc, session-end
 //
 // A --target route has no credential to carry a role and no lifecycle to
 // end: those two cells skip there, saying so.
@@ -82,7 +82,6 @@ type matrixRow struct {
 	// end ends the session; nil with endQuery nil: the row has no lifecycle.
 	end    func(t *testing.T)
 	reason string // close reason of the ended session
-	novnc  bool
 }
 
 func targetRow(upstream, devtools string) *matrixRow {
@@ -103,7 +102,7 @@ func sessionsRow(t *testing.T, upstream, devtools string) *matrixRow {
 		t.Fatal(err)
 	}
 	return &matrixRow{
-		name: "sessions", args: []string{"--sessions", f}, novnc: true,
+		name: "sessions", args: []string{"--sessions", f},
 		cred: func(role string) string {
 			if role == "viewer" {
 				return "apikey=kv"
@@ -138,7 +137,7 @@ func tokensRow(t *testing.T, upstream, devtools string) *matrixRow {
 		return "token=" + url.QueryEscape("Bearer "+s)
 	}
 	return &matrixRow{
-		name: "tokens", args: []string{"--token-secret-file", f}, novnc: true,
+		name: "tokens", args: []string{"--token-secret-file", f},
 		cred: func(role string) string { return mint(role, time.Now().Add(time.Hour)) },
 		// vncedge allows 5 s of clock skew: a token 4 s past exp is still
 		// accepted and expires a second later.
@@ -330,12 +329,7 @@ func (m *matrixRun) run() {
 		m.vnc.press(t, 'g') // the controller still drives
 		m.keys.expect(t, 'g')
 	})
-	t.Run("novnc", func(t *testing.T) {
-		if !m.r.novnc {
-			t.Skip("noVNC runs on the sessions and tokens rows")
-		}
-		m.novncCell(t)
-	})
+	t.Run("novnc", func(t *testing.T) { m.novncCell(t) })
 	t.Run("session-end", func(t *testing.T) {
 		if m.r.end == nil && m.r.endQuery == nil {
 			t.Skip("--target: nothing but the upstream ends a session")
@@ -374,7 +368,10 @@ func (m *matrixRun) run() {
 func (m *matrixRun) novncCell(t *testing.T) {
 	client := "n-" + m.r.name
 	page := m.br.NewPage(t)
-	path := strings.TrimPrefix(strings.Replace(matrixPath, "%s", "vnc", 1), "/") + "?client_id=" + client + "&" + m.r.cred("controller")
+	path := strings.TrimPrefix(strings.Replace(matrixPath, "%s", "vnc", 1), "/") + "?client_id=" + client
+	if m.r.cred != nil {
+		path += "&" + m.r.cred("controller")
+	}
 	_, port, _ := strings.Cut(m.p.listen, ":")
 	pn, _ := strconv.Atoi(port)
 	if err := page.OpenNoVNC(browser.NoVNCURL(m.novnc, "127.0.0.1", pn, path, nil), 20*time.Second); err != nil {

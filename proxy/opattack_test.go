@@ -1,0 +1,343 @@
+package proxy_test
+
+// Attacks on the operator work (issue 16): --web, the TLS listener's bridge
+// and the real-address code. Each test here failed on the code it was
+// written against; the comment above each says what the attack is and what
+// goes wrong.
+
+import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"vncedge/proxy"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
+	"vncedge/proxy/proxytest/teststack"
+	"vncedge/rfbparse"
+)
+
+// smallRcvbufDialer dials TCP with a small receive buffer, as a viewer on a
+// slow or distant link looks to the server: the kernel takes only a little
+// of a big response at once.
+func smallRcvbufDialer() *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+}
+
+// bigWebDir is a --web directory with one file of size bytes, big.bin.
+func bigWebDir(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big.bin"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// getBody sends GET target on conn and returns the status and how many body
+// bytes arrived before the connection ended, and the read error.
+func getBody(conn net.Conn, target string) (int, int64, error) {
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second)) // failure bound only
+	if _, err := io.WriteString(conn, "GET "+target+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, n, err
+}
+
+// TestOpattackWebBigFileSlowReader — attack: fetch a big file from --web
+// over a connection whose receiver takes data slowly (a small receive
+// window: any browser far away). serveWeb hands the whole response to
+// AsyncWrite and closes the conn in its callback; gnet's close writes what
+// the socket takes at once and drops the rest. The browser gets a truncated
+// file ("unexpected EOF") for anything bigger than the socket buffers: a
+// noVNC bundle over a WAN breaks.
+func TestOpattackWebBigFileSlowReader(t *testing.T) {
+	const size = 8 << 20
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	h, err := proxy.WebDir(bigWebDir(t, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web = h
+	_, addr := startProxy(t, cfg)
+	conn, err := smallRcvbufDialer().Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	status, n, err := getBody(conn, "/big.bin")
+	if status != 200 || n != size || err != nil {
+		t.Fatalf("GET /big.bin to a slow reader: status %d, %d of %d body bytes, err %v (response truncated at close)", status, n, size, err)
+	}
+}
+
+// TestOpattackWebBigFileOverTLS — attack: the same fetch over the TLS
+// listener with an ordinary fast client. The response goes through the
+// socketpair bridge, whose buffer (about 200 KiB) is all gnet's close can
+// fill before it closes: every --web file bigger than that arrives
+// truncated over https, whatever the client's speed.
+func TestOpattackWebBigFileOverTLS(t *testing.T) {
+	const size = 4 << 20
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	pool := tlsListenerConfig(t, &cfg)
+	h, err := proxy.WebDir(bigWebDir(t, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web = h
+	_, addr := startProxy(t, cfg)
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	status, n, err := getBody(conn, "/big.bin")
+	if status != 200 || n != size || err != nil {
+		t.Fatalf("GET /big.bin over TLS: status %d, %d of %d body bytes, err %v (response truncated at close)", status, n, size, err)
+	}
+}
+
+// tlsListenerConfig gives cfg a TLS listener with a test certificate for
+// localhost and returns the pool that trusts it.
+func tlsListenerConfig(t *testing.T, cfg *proxy.Config) *x509.CertPool {
+	t.Helper()
+	dir := t.TempDir()
+	pool, err := teststack.WriteTestCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	return pool
+}
+
+// resetPeakRSS makes VmHWM the current RSS (Linux: clear_refs 5).
+func resetPeakRSS(t *testing.T) {
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		t.Skipf("cannot reset the peak RSS: %v", err)
+	}
+}
+
+// TestOpattackWebMemoryPerRequest — attack: a handful of concurrent GETs
+// of one big file. Each request's whole response is read into a
+// bytes.Buffer (grown by doubling) and then copied again into the
+// serialized response, so memory grows by two to three times the file per
+// request in flight: with maxWebInFlight 64 and maxWebResponse 16 MiB that
+// is up to 2-3 GiB from 64 connections. Memory must not scale with the
+// file size times the requests (stream from the file, bounded by the
+// socket, as every other queued byte is).
+func TestOpattackWebMemoryPerRequest(t *testing.T) {
+	const size, parallel = 15 << 20, 8
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	h, err := proxy.WebDir(bigWebDir(t, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web = h
+	_, addr := startProxy(t, cfg)
+	before := memSample()
+	resetPeakRSS(t)
+	var wg sync.WaitGroup
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := smallRcvbufDialer().Dial("tcp", addr)
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			_, _, _ = getBody(conn, "/big.bin")
+		}()
+	}
+	wg.Wait()
+	grew := statusKB("VmHWM")<<10 - before.rss
+	t.Logf("peak RSS grew %.0f MiB for %d concurrent GETs of a %d MiB file", mib(grew), parallel, size>>20)
+	if limit := int64(64 << 20); grew > limit {
+		t.Errorf("peak RSS grew %.0f MiB (> %.0f MiB) for %d concurrent GETs of a %d MiB file: every response is buffered whole, twice",
+			mib(grew), mib(limit), parallel, size>>20)
+	}
+}
+
+// TestOpattackTLSHandshakesBoundedByMaxConns — attack: open many TCP
+// connections to the TLS listener and send nothing (or a ClientHello
+// byte by byte). On the plain listener MaxConns sheds the excess at once;
+// on the TLS listener each connection gets a goroutine and a descriptor
+// for the whole HandshakeTimeout before OnOpen ever counts it, so a flood
+// of idle sockets exhausts descriptors (then accept backs off and live
+// viewers cannot connect) while MaxConns and MaxPerIP never see it.
+func TestOpattackTLSHandshakesBoundedByMaxConns(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		name := "plain"
+		if useTLS {
+			name = "tls"
+		}
+		t.Run(name, func(t *testing.T) {
+			const maxConns, flood = 4, 16
+			vnc := rfbtest.NewServer(t, rfbtest.Options{})
+			cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+			cfg.MaxConns = maxConns
+			cfg.HandshakeTimeout = time.Minute
+			if useTLS {
+				tlsListenerConfig(t, &cfg)
+			}
+			_, addr := startProxy(t, cfg)
+			conns := make([]net.Conn, flood)
+			for i := range conns {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				conns[i] = c
+			}
+			// Each excess connection must be closed by the server; the
+			// deadline is the failure bound only.
+			closed := make(chan struct{}, flood)
+			for _, c := range conns {
+				go func() {
+					_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					if _, err := c.Read(make([]byte, 1)); err != nil && !os.IsTimeout(err) {
+						closed <- struct{}{}
+					}
+				}()
+			}
+			want := flood - maxConns
+			timeout := time.After(5 * time.Second)
+			for got := 0; got < want; got++ {
+				select {
+				case <-closed:
+				case <-timeout:
+					t.Fatalf("%s listener: %d of %d idle connections closed by the server in 5 s, want at least %d (MaxConns %d)", name, got, flood, want, maxConns)
+				}
+			}
+		})
+	}
+}
+
+// bridgeGoroutines counts goroutines running the TLS bridge.
+func bridgeGoroutines() int {
+	n := 0
+	for _, g := range goroutines() {
+		if strings.Contains(g, "proxy.(*Server).serveTLS") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestOpattackTLSBridgeOutlivesShutdown — attack: a TLS viewer that
+// upgrades and then never reads, while the desktop pushes. The session
+// ends (here: Shutdown, which waits for the sessions), but the bridge's
+// loop→viewer goroutine stays blocked in tls.Conn.Write until
+// tlsWriteTimeout (60 s): two goroutines, the TLS conn, the socketpair end
+// and ~32 KiB buffers per such viewer outlive the session and the Server
+// (Shutdown returns with them still running). A viewer can repeat this to
+// hold resources MaxConns no longer counts.
+func TestOpattackTLSBridgeOutlivesShutdown(t *testing.T) {
+	push := startPushServer(t, 256<<20)
+	cfg := targetConfig(t, "tcp://"+push.ln.Addr().String(), rfbparse.User)
+	pool := tlsListenerConfig(t, &cfg)
+	_, addr, stop := startOwnedProxy(t, cfg)
+	d := rfbclient.Dialer{Protocols: []string{"binary"}, TLSConfig: &tls.Config{RootCAs: pool},
+		NetDial: smallRcvbufDialer().DialContext}
+	_, port, _ := net.SplitHostPort(addr)
+	v, err := d.Dial(ctxT(t), "wss://localhost:"+port+"/websockify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	viewerHandshake(t, v)
+	// The viewer reads no more: wait until the desktop cannot write.
+	select {
+	case <-push.stalled:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the push server never stalled")
+	}
+	stop() // ends the session and the server
+	deadline := time.Now().Add(5 * time.Second)
+	for bridgeGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d TLS bridge goroutines still run 5 s after Shutdown returned (they wait for tlsWriteTimeout)", bridgeGoroutines())
+		}
+		time.Sleep(20 * time.Millisecond) // polling an observable state, not synchronisation
+	}
+}
+
+// forwardedViaIngress upgrades through a trusted ingress at 127.0.0.1
+// with the given request header and returns the viewer address the
+// session-start line names.
+func forwardedViaIngress(t *testing.T, h http.Header) string {
+	t.Helper()
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	log := &syncBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
+	_, addr := startProxy(t, cfg)
+	d := rfbclient.Dialer{NetDial: proxyDialer("127.0.0.1", nil), Header: h}
+	if _, err := fetchThrough(t, d, "ws://"+addr+"/websockify"); err != nil {
+		t.Fatalf("upgrade via the ingress: %v", err)
+	}
+	for line := range strings.SplitSeq(log.String(), "\n") {
+		if strings.Contains(line, "session start") {
+			for f := range strings.FieldsSeq(line) {
+				if v, ok := strings.CutPrefix(f, "viewer="); ok {
+					return v
+				}
+			}
+		}
+	}
+	t.Fatalf("no session-start line:\n%s", log.String())
+	return ""
+}
+
+// TestOpattackForwardedOverridesXFF — attack: the ingress writes only
+// X-Forwarded-For (ingress-nginx, most balancers) and passes other fields
+// through; the client adds "Forwarded: for=203.0.113.66". forwardedFor
+// reads Forwarded whenever it is present and never looks at the
+// ingress's X-Forwarded-For, so the client chooses its address. Which
+// field the trusted proxies write must be the operator's choice (or both
+// must agree), not the client's.
+func TestOpattackForwardedOverridesXFF(t *testing.T) {
+	got := forwardedViaIngress(t, http.Header{"X-Forwarded-For": {"198.51.100.7"}, "Forwarded": {"for=203.0.113.66"}})
+	if strings.HasPrefix(got, "203.0.113.66:") {
+		t.Errorf("viewer %s: the client's own Forwarded field overrode the ingress's X-Forwarded-For", got)
+	}
+}

@@ -341,3 +341,22 @@ func TestOpattackForwardedOverridesXFF(t *testing.T) {
 		t.Errorf("viewer %s: the client's own Forwarded field overrode the ingress's X-Forwarded-For", got)
 	}
 }
+
+// TestOpattackForwardedForWithPort — attack (interoperability, careless
+// operator): Azure Application Gateway and IIS/ARR write the client's
+// port into X-Forwarded-For ("198.51.100.7:50123", "[2001:db8::7]:443").
+// forwardedFor parses each hop with netip.ParseAddr, fails, and keeps the
+// ingress's own address: every user behind that gateway shares one per-IP
+// bucket (--max-per-ip 1 → 429 for the second user) — the problem
+// --trusted-proxies was built to solve.
+func TestOpattackForwardedForWithPort(t *testing.T) {
+	for xff, want := range map[string]string{
+		"198.51.100.7:50123":         "198.51.100.7:",
+		"[2001:db8::7]:443":          "[2001:db8::7]:",
+		"10.1.1.1, 203.0.113.9:8443": "203.0.113.9:",
+	} {
+		if got := forwardedViaIngress(t, http.Header{"X-Forwarded-For": {xff}}); !strings.HasPrefix(got, want) {
+			t.Errorf("X-Forwarded-For %q: viewer %s, want %s…", xff, got, want)
+		}
+	}
+}

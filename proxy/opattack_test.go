@@ -360,3 +360,75 @@ func TestOpattackForwardedForWithPort(t *testing.T) {
 		}
 	}
 }
+
+// TestOpattackTLSHandshakeFailuresVisible — attack: send garbage (or an
+// old TLS client, or a client that rejects the certificate) to the TLS
+// listener. serveTLS logs the failure at Debug only and counts it nowhere:
+// at the default level a handshake flood, or every browser refusing a
+// wrongly renewed certificate, leaves no trace in the log or in
+// Stats/metrics (a bad PROXY header, by contrast, is logged at Info and
+// counted in UpgradeFailures).
+func TestOpattackTLSHandshakeFailuresVisible(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	tlsListenerConfig(t, &cfg)
+	log := &syncBuffer{}
+	cfg.Logger = slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, addr := startProxy(t, cfg)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /websockify HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second)) // failure bound only
+	if _, err := io.Copy(io.Discard, c); err != nil {
+		t.Fatalf("the server did not close the garbage connection: %v", err)
+	}
+	// The server closed it after the failed handshake (logged, if at all,
+	// just before the close).
+	if st := srv.Stats(); st.UpgradeFailures == 0 && !strings.Contains(log.String(), "TLS") {
+		t.Errorf("a failed TLS handshake left no trace: stats %+v, info log %q", st, log.String())
+	}
+}
+
+// TestOpattackTLSSlowlorisDoubleTimeout — attack: a slowloris over TLS.
+// HandshakeTimeout ("the viewer's HTTP request head must arrive within")
+// is applied twice: once to the TLS handshake in serveTLS, then afresh to
+// the request head from OnOpen. A client that finishes the handshake just
+// in time and then trickles its request holds its descriptor and
+// goroutines for up to 2× HandshakeTimeout (3× with --proxy-protocol,
+// whose header gets its own deadline too). Here: T = 2 s, the handshake
+// ends at about 1.2 s, the upgrade request is sent at about 2.4 s — after
+// T — and is still upgraded.
+func TestOpattackTLSSlowlorisDoubleTimeout(t *testing.T) {
+	const T = 2 * time.Second
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	pool := tlsListenerConfig(t, &cfg)
+	cfg.HandshakeTimeout = T
+	_, addr := startProxy(t, cfg)
+	start := time.Now()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	time.Sleep(T * 6 / 10) // the attack: take most of T before the ClientHello
+	c := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err := c.Handshake(); err != nil {
+		t.Skipf("handshake at %v failed (too slow a machine for this timing): %v", time.Since(start), err)
+	}
+	time.Sleep(time.Until(start.Add(T * 12 / 10))) // the attack: then trickle past T
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.WriteString(c, "GET /websockify HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n")
+	if err == nil {
+		resp, rerr := http.ReadResponse(bufio.NewReader(c), nil)
+		if rerr == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			t.Errorf("upgraded %v after connecting, HandshakeTimeout %v: the TLS handshake and the request head each got the full timeout", time.Since(start).Round(time.Millisecond), T)
+		}
+	}
+}

@@ -432,3 +432,80 @@ func TestOpattackTLSSlowlorisDoubleTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestOpattackWebSymlinkToDotDir — attack: webFS refuses dot-files by the
+// requested name only. A symlink inside --web with an ordinary name that
+// points at a dot-directory in the same tree ("current -> .git", a deploy
+// tool's ".releases/…") is followed by os.Root (it stays inside the
+// root), and the dot-directory's files are served: GET /gitlink/config
+// returns .git/config.
+func TestOpattackWebSymlinkToDotDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, ".git"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".git", "config"), []byte("s3cret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(".git", filepath.Join(dir, "gitlink")); err != nil {
+		t.Fatal(err)
+	}
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	h, err := proxy.WebDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web = h
+	_, addr := startProxy(t, cfg)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp := rawGet(t, conn, "GET", "/gitlink/config")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusNotFound || strings.Contains(string(body), "s3cret") {
+		t.Errorf("GET /gitlink/config: %d %q, want 404 (a dot-directory behind a symlink)", resp.StatusCode, body)
+	}
+}
+
+// TestOpattackWeb304ContentLength — attack (protocol correctness): a
+// conditional GET (If-Modified-Since, as every browser revalidating noVNC
+// sends) gets "304 Not Modified" with "Content-Length: 0": webResponse
+// adds a Content-Length of the empty body to every response. RFC 9110
+// §8.6: a 304 may carry Content-Length only with the value a 200 would
+// have; a cache may take 0 as the file's new length.
+func TestOpattackWeb304ContentLength(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	h, err := proxy.WebDir(webDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web = h
+	_, addr := startProxy(t, cfg)
+	get := func(extra string) *http.Response {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		if _, err := io.WriteString(conn, "GET /app/rfb.js HTTP/1.1\r\nHost: x\r\n"+extra+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	lm := get("").Header.Get("Last-Modified")
+	resp := get("If-Modified-Since: " + lm + "\r\n")
+	if resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("revalidation: %d, want 304", resp.StatusCode)
+	}
+	if cl := resp.Header.Get("Content-Length"); cl != "" && cl != "17" {
+		t.Errorf("304 carries Content-Length %s (the 200 has 17)", cl)
+	}
+}

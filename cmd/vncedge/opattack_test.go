@@ -6,16 +6,20 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"vncedge/proxy/proxytest/rfbtest"
+	"vncedge/proxy/proxytest/teststack"
 )
 
 // startShell is startBin for a vncedge started through sh (to set a
@@ -114,5 +118,84 @@ func TestOpattackListenPortZero(t *testing.T) {
 	}
 	if _, port, err := net.SplitHostPort(v.Addr); err != nil || port == "0" {
 		t.Errorf("start-up line names addr %q, not the port bound: %s", v.Addr, l)
+	}
+}
+
+// TestOpattackTLSDescriptorsVersusMaxConns — attack: the default MaxConns
+// is RLIMIT_NOFILE − 128, counting one descriptor per gnet conn. A TLS
+// viewer holds three (its TCP socket in the bridge and both socketpair
+// ends) but counts as one conn, so TLS viewers that completed their
+// handshake exhaust the descriptors at about a third of MaxConns: accept
+// fails with EMFILE ("accept failed; retrying"), new viewers hang in the
+// backlog and upstream dials fail, instead of the excess being shed. Here
+// under ulimit -n 600 (MaxConns 472), 250 idle TLS viewers (750
+// descriptors) must be shed, not run the process out of descriptors.
+func TestOpattackTLSDescriptorsVersusMaxConns(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	dir := t.TempDir()
+	pool, err := teststack.WriteTestCert(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := freePort(t)
+	p := startShell(t, `ulimit -n 600 && exec "$0" "$@"`, listen, vnc.Addr(), "--admin", "", "--log-format", "json",
+		"--cert", filepath.Join(dir, "cert.pem"), "--key", filepath.Join(dir, "key.pem"))
+	p.await(t, `"vncedge listening"`)
+	var mu sync.Mutex
+	var open []net.Conn
+	done := false
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		for _, c := range open {
+			c.Close()
+		}
+	})
+	for range 250 {
+		go func() {
+			raw, err := net.Dial("tcp", listen)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if done {
+				mu.Unlock()
+				raw.Close()
+				return
+			}
+			open = append(open, raw)
+			mu.Unlock()
+			_ = raw.SetDeadline(time.Now().Add(30 * time.Second)) // failure bound only
+			c := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+			_ = c.Handshake() // a shed viewer fails here; an admitted one stays idle
+		}()
+	}
+	// Either the excess is shed (MaxConns' warning) or accept runs out of
+	// descriptors: whichever vncedge logs first.
+	l := p.awaitAny(t, "connection limit reached", "too many open files")
+	if strings.Contains(l, "too many open files") {
+		t.Errorf("250 TLS viewers ran vncedge out of descriptors below MaxConns: %s", l)
+	}
+}
+
+// awaitAny returns the first line containing one of wants.
+func (p *proc) awaitAny(t *testing.T, wants ...string) string {
+	t.Helper()
+	timeout := time.After(30 * time.Second) // a failure bound, not synchronisation
+	for {
+		select {
+		case l, ok := <-p.lines:
+			if !ok {
+				t.Fatalf("vncedge exited before logging any of %q:\n%s", wants, p.output())
+			}
+			for _, w := range wants {
+				if strings.Contains(l, w) {
+					return l
+				}
+			}
+		case <-timeout:
+			t.Fatalf("none of %q within 30s:\n%s", wants, p.output())
+		}
 	}
 }

@@ -509,3 +509,66 @@ func TestOpattackWeb304ContentLength(t *testing.T) {
 		t.Errorf("304 carries Content-Length %s (the 200 has 17)", cl)
 	}
 }
+
+// TestOpattackWebH2CUpgradeIgnored — attack (interoperability): a client
+// that offers an HTTP/2 cleartext upgrade ("curl --http2 http://edge/",
+// some proxies and libraries do) sends "Upgrade: h2c". isWebRequest
+// treats any Upgrade field as a WebSocket attempt, so --web answers 400
+// "Upgrade header does not name websocket" instead of the file. RFC 9110
+// §7.8: a server that does not take an offered upgrade ignores the field
+// and answers the request.
+func TestOpattackWebH2CUpgradeIgnored(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	h, err := proxy.WebDir(webDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web = h
+	_, addr := startProxy(t, cfg)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /app/rfb.js HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"+
+		"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, _ := io.ReadAll(resp.Body); resp.StatusCode != http.StatusOK || string(body) != "export default 1;" {
+		t.Errorf("GET with Upgrade: h2c: %d %q, want 200 and the file", resp.StatusCode, body)
+	}
+}
+
+// TestOpattackWebRequestsAreNotSessions — attack (operability): load a
+// page from --web. Every static-file request is a session to the
+// counters: Stats().Total (the stopped line's "sessions_total", /readyz's
+// "total") and Active while it is served. One noVNC page load is ~40
+// requests, so the totals an operator reads say 40 sessions where there
+// was none.
+func TestOpattackWebRequestsAreNotSessions(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	h, err := proxy.WebDir(webDir(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web = h
+	srv, addr := startProxy(t, cfg)
+	for range 3 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp := rawGet(t, conn, "GET", "/app/rfb.js")
+		_, _ = io.ReadAll(resp.Body)
+		conn.Close()
+	}
+	if st := srv.Stats(); st.Total != 0 {
+		t.Errorf("3 static-file requests and no session: stats %+v, want Total 0", st)
+	}
+}

@@ -199,3 +199,29 @@ func (p *proc) awaitAny(t *testing.T, wants ...string) string {
 		}
 	}
 }
+
+// TestOpattackBinaryFatalErrorIsJSON — attack (careless operator): start
+// vncedge in json mode on a port that is taken (or with a broken --web
+// directory, or an unreadable certificate). It exits 1, as it should,
+// but the one line that says why is main's plain "vncedge: proxy: listen
+// …: address already in use" on stderr: a JSON log pipeline (Loki,
+// CloudWatch, journald → JSON) drops or mangles the only line that
+// matters. Once --log-format json is known, the fatal error must be a
+// JSON line too.
+func TestOpattackBinaryFatalErrorIsJSON(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	p := startBin(t, taken.Addr().String(), "127.0.0.1:1", "--admin", "", "--log-format", "json")
+	if code := p.wait(t); code == 0 {
+		t.Fatalf("exit code 0 with the listen port taken")
+	}
+	for _, l := range strings.Split(p.output(), "\n") {
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Errorf("json mode, fatal error as a non-JSON line: %q", l)
+		}
+	}
+}

@@ -153,16 +153,17 @@ func resetPeakRSS(t *testing.T) {
 	}
 }
 
-// TestOpattackWebMemoryPerRequest — attack: a handful of concurrent GETs
-// of one big file. Each request's whole response is read into a
-// bytes.Buffer (grown by doubling) and then copied again into the
-// serialized response, so memory grows by two to three times the file per
-// request in flight: with maxWebInFlight 64 and maxWebResponse 16 MiB that
-// is up to 2-3 GiB from 64 connections. Memory must not scale with the
-// file size times the requests (stream from the file, bounded by the
-// socket, as every other queued byte is).
+// TestOpattackWebMemoryPerRequest — attack: a few concurrent GETs of one
+// big file. Each request's whole response is read into a bytes.Buffer
+// (grown by doubling) and then copied again into the serialized response,
+// so memory grows by two to three times the file per request in flight,
+// and maxWebInFlight (64) counts only the handler, not the queued bytes.
+// Measured on the non-race binary with slow readers of a 15 MB file:
+// peak RSS 18 → 329 MB for 8 requests, → 757 MB for 64. Memory must not
+// scale with file size times requests (stream from the file, bounded by
+// the socket, as every other byte queued for a peer is).
 func TestOpattackWebMemoryPerRequest(t *testing.T) {
-	const size, parallel = 15 << 20, 8
+	const size, parallel = 8 << 20, 4
 	vnc := rfbtest.NewServer(t, rfbtest.Options{})
 	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
 	h, err := proxy.WebDir(bigWebDir(t, size))
@@ -189,7 +190,7 @@ func TestOpattackWebMemoryPerRequest(t *testing.T) {
 	wg.Wait()
 	grew := statusKB("VmHWM")<<10 - before.rss
 	t.Logf("peak RSS grew %.0f MiB for %d concurrent GETs of a %d MiB file", mib(grew), parallel, size>>20)
-	if limit := int64(64 << 20); grew > limit {
+	if limit := int64(32 << 20); grew > limit {
 		t.Errorf("peak RSS grew %.0f MiB (> %.0f MiB) for %d concurrent GETs of a %d MiB file: every response is buffered whole, twice",
 			mib(grew), mib(limit), parallel, size>>20)
 	}

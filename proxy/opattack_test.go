@@ -573,3 +573,47 @@ func TestOpattackWebRequestsAreNotSessions(t *testing.T) {
 		t.Errorf("3 static-file requests and no session: stats %+v, want Total 0", st)
 	}
 }
+
+// TestOpattackTLSHandshakeAcrossShutdown — attack: a TLS viewer whose
+// handshake is in flight when Shutdown runs (a client that connects and
+// sends its ClientHello a moment later, or any slow one). Shutdown stops
+// the event loops and returns; the handshake then completes (the server
+// still answers it) and serveTLS calls loops.EnrollContext on the stopped
+// gnet client, which waits forever for a loop that will never run: the
+// goroutine, the viewer's socket and both socketpair ends leak for the
+// life of the process and the viewer hangs with an open TLS connection
+// nobody serves. (The binary exits after Shutdown; an embedder of
+// proxy.Server does not.)
+func TestOpattackTLSHandshakeAcrossShutdown(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	pool := tlsListenerConfig(t, &cfg)
+	_, addr, stop := startOwnedProxy(t, cfg)
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for bridgeGoroutines() == 0 { // the server has accepted it and waits for the ClientHello
+		if time.Now().After(deadline) {
+			t.Fatal("the TLS listener never took the connection")
+		}
+		time.Sleep(5 * time.Millisecond) // polling an observable state, not synchronisation
+	}
+	stop()
+	c := tls.Client(raw, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	_ = raw.SetDeadline(time.Now().Add(3 * time.Second)) // failure bound only
+	if err := c.Handshake(); err == nil {
+		if _, err := c.Read(make([]byte, 1)); os.IsTimeout(err) {
+			t.Errorf("after Shutdown, the TLS handshake completed and the connection was left open, unserved")
+		}
+	}
+	deadline = time.Now().Add(3 * time.Second)
+	for bridgeGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("serveTLS still runs after Shutdown (blocked in EnrollContext on stopped loops)")
+		}
+		time.Sleep(20 * time.Millisecond) // polling an observable state, not synchronisation
+	}
+}

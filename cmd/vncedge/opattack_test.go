@@ -26,7 +26,7 @@ import (
 // resource limit first): script gets the binary as $0 and args as "$@".
 func startShell(t *testing.T, script string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command("sh", append([]string{"-c", script, vncedgeBin(t)}, args...)...)
+	cmd := exec.Command("sh", append([]string{"-c", script, edgeBin(t)}, args...)...)
 	p := &proc{cmd: cmd, lines: make(chan string, 1000), done: make(chan error, 1)}
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()

@@ -39,8 +39,13 @@ func (s *session) admitOpen() gnet.Action {
 // addrMayChange reports whether the viewer's real address is still to come
 // (a PROXY header not read yet, or a trusted proxy's forwarded fields).
 func (s *session) addrMayChange(ip string) bool {
-	cfg := &s.srv.cfg
-	return cfg.ProxyProtocol && !s.proxied || inPrefixes(ip, cfg.TrustedProxies)
+	return s.srv.cfg.ProxyProtocol && !s.proxied || inPrefixes(ip, s.srv.cfg.TrustedProxies)
+}
+
+// addrMayChangeFor is addrMayChange for a TLS viewer before its handshake:
+// behind a balancer its accept-time address is the balancer's.
+func (s *Server) addrMayChangeFor(ip string) bool {
+	return s.cfg.ProxyProtocol || inPrefixes(ip, s.cfg.TrustedProxies)
 }
 
 // admitRealIP counts the viewer's real address against the per-IP cap, once

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"io"
 	"net"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -10,9 +12,11 @@ import (
 // path knows about it that the socket gnet sees does not say. Read once, in
 // OnOpen, on the conn's loop.
 type viewerConn struct {
-	remote  net.Addr // the viewer's address (a TLS viewer's gnet socket is one end of a socketpair)
-	tls     bool     // the viewer came through the TLS listener
-	proxied bool     // its PROXY protocol header was read before the handshake
+	remote   net.Addr  // the viewer's address (a TLS viewer's gnet socket is one end of a socketpair)
+	tls      bool      // the viewer came through the TLS listener
+	proxied  bool      // its PROXY protocol header was read before the handshake
+	accepted time.Time // when it was accepted (its HandshakeTimeout runs from there)
+	bridge   io.Closer // the TLS bridge, closed with the session
 }
 
 // enroll puts an accepted viewer on an event loop: directly, or for a TLS

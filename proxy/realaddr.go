@@ -116,10 +116,12 @@ func readProxyHeader(br *bufio.Reader) (net.Addr, error) {
 }
 
 // forwardedFor returns the client address the trusted proxies in front of
-// peer report in the X-Forwarded-For or Forwarded fields, or "" when peer
-// is not trusted or the fields name no address. The chain is read from the
-// right, skipping trusted proxies: the first untrusted address is the
-// client (a client may prepend anything to the field it sends).
+// peer report in one field — X-Forwarded-For (xff) or, when the operator
+// chose it, Forwarded (fwd; xff is then ignored, and the other way round:
+// a client must not pick the field its proxy does not write) — or "" when
+// peer is not trusted or the field names no address. The chain is read
+// from the right, skipping trusted proxies: the first untrusted address is
+// the client (a client may prepend anything to the field it sends).
 func forwardedFor(peer string, xff, fwd string, trusted []netip.Prefix) string {
 	if len(trusted) == 0 || !inPrefixes(peer, trusted) {
 		return ""
@@ -136,7 +138,7 @@ func forwardedFor(peer string, xff, fwd string, trusted []netip.Prefix) string {
 		}
 	} else {
 		for _, a := range strings.Split(xff, ",") {
-			chain = append(chain, strings.TrimSpace(a))
+			chain = append(chain, forwardedNode(strings.TrimSpace(a))) // "ip", "ip:port", "[v6]:port"
 		}
 	}
 	for i := len(chain) - 1; i >= 0; i-- {
@@ -239,7 +241,12 @@ func (s *session) forwardedAddr(req *upgrade.Request) {
 	if len(trusted) == 0 {
 		return
 	}
-	a := forwardedFor(ipOf(s.remote), req.Get("x-forwarded-for"), req.Get("forwarded"), trusted)
+	var a string
+	if s.srv.cfg.ForwardedHeader == "forwarded" {
+		a = forwardedFor(ipOf(s.remote), "", req.Get("forwarded"), trusted)
+	} else {
+		a = forwardedFor(ipOf(s.remote), req.Get("x-forwarded-for"), "", trusted)
+	}
 	if ip, err := netip.ParseAddr(a); err == nil {
 		s.remote = net.TCPAddrFromAddrPort(netip.AddrPortFrom(ip, 0))
 	}

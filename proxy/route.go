@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -152,6 +153,9 @@ func ParseUpstream(raw string) (*url.URL, error) {
 	case "tcp":
 		if u.Port() == "" {
 			return nil, fmt.Errorf("upstream %q: tcp needs host:port", raw)
+		}
+		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("upstream %q: port %s out of range (1 to 65535)", raw, u.Port())
 		}
 	case "ws", "wss":
 	case "unix":

@@ -48,6 +48,10 @@ type Config struct {
 	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
 	// fields name the viewer's address; from anyone else they are ignored.
 	TrustedProxies []netip.Prefix
+	// ForwardedHeader is the field the trusted proxies write:
+	// "x-forwarded-for" (the default) or "forwarded" (RFC 7239). The other
+	// is ignored, whoever sends it.
+	ForwardedHeader string
 	// Web, when set, answers plain HTTP GET and HEAD requests that are not
 	// upgrades (websockify's --web: the noVNC page on the edge's own port).
 	Web http.Handler
@@ -199,9 +203,12 @@ type Server struct {
 
 	// Counters, read with Stats.
 	active, total, upgradeFailures atomic.Int64
-	conns, shed                    atomic.Int64 // open sockets; viewers closed at once for MaxConns
-	bridges                        atomic.Int64 // TLS viewers in their handshake or bridge (tlsbridge.go)
-	webInFlight                    atomic.Int64 // static-file requests being answered (web.go)
+	conns, shed                    atomic.Int64    // open sockets; viewers closed at once for MaxConns
+	tlsPending, tlsFailures        atomic.Int64    // TLS viewers before their session; failed handshakes (tlsbridge.go)
+	tlsPerIP                       map[string]int  // TLS handshakes in flight per IP, under mu
+	quit                           context.Context // cancelled by Shutdown: handshakes in flight stop
+	quitNow                        context.CancelFunc
+	web                            *webServer // --web: requests that are not upgrades (web.go)
 }
 
 // New checks cfg and returns a Server.
@@ -218,17 +225,20 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	return &Server{guard: guard, cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
+	quit, quitNow := context.WithCancel(context.Background())
+	return &Server{quit: quit, quitNow: quitNow, tlsPerIP: map[string]int{}, guard: guard, cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Stats is a snapshot of server-wide counters.
 type Stats struct {
 	Active, Total, UpgradeFailures int64
+	// TLSFailures counts failed TLS handshakes on the listener.
+	TLSFailures int64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load()}
+	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load(), TLSFailures: s.tlsFailures.Load()}
 }
 
 // ListenAndServe runs the event loops until Shutdown; it returns the error
@@ -263,6 +273,10 @@ func (s *Server) ListenAndServe() error {
 	if s.stopping.Load() { // Shutdown came first
 		ln.Close()
 		return nil
+	}
+	if s.cfg.Web != nil { // before any viewer: read by the loops, never written again
+		s.web = newWebServer(s.cfg.Web, s.cfg.Logger, s.cfg.HandshakeTimeout)
+		defer s.web.close()
 	}
 	if err := loops.Start(); err != nil { // OnBoot: Ready
 		ln.Close()
@@ -307,6 +321,17 @@ func (s *Server) accept(ln net.Listener, loops *gnet.Client) error {
 	}
 }
 
+// Addr is the address the listener is bound to (the port chosen for ":0"),
+// or nil before it is.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
 // Ready is closed once the listener is up.
 func (s *Server) Ready() <-chan struct{} { return s.booted }
 
@@ -314,6 +339,7 @@ func (s *Server) Ready() <-chan struct{} { return s.booted }
 // (or ctx), then stops the event loops.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true) // new viewers are closed at once (OnOpen)
+	s.quitNow()            // TLS handshakes in flight end
 	s.mu.Lock()
 	for sess := range s.sessions {
 		_ = sess.viewer.EventLoop().Execute(ctx, (*goingAway)(sess))
@@ -322,6 +348,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for s.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			goto stop
+		case <-t.C:
+		}
+	}
+	for s.tlsPending.Load() > 0 { // none may enroll on stopped loops
 		select {
 		case <-ctx.Done():
 			goto stop
@@ -421,7 +454,10 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	sess := newSession(s, c)
 	if vc, ok := c.Context().(*viewerConn); ok {
-		sess.remote, sess.proxied = vc.remote, vc.proxied
+		sess.remote, sess.proxied, sess.vbridge = vc.remote, vc.proxied, vc.bridge
+		if !vc.accepted.IsZero() { // HandshakeTimeout from accept, TLS handshake included
+			sess.deadline.Store(vc.accepted.Add(s.cfg.HandshakeTimeout).UnixNano())
+		}
 	}
 	c.SetContext(sess)
 	if a := sess.admitOpen(); a != gnet.None {

@@ -39,8 +39,9 @@ const (
 type session struct {
 	srv     *Server
 	viewer  gnet.Conn
-	remote  net.Addr  // the viewer's address (viewerAddr)
-	proxied bool      // the PROXY protocol header was read (realaddr.go)
+	remote  net.Addr // the viewer's address (viewerAddr)
+	proxied bool
+	vbridge io.Closer // a TLS viewer's bridge (tlsbridge.go), closed when the viewer conn closes      // the PROXY protocol header was read (realaddr.go)
 	up      gnet.Conn // nil until enrolled, and again once closed
 	state   uint8
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
@@ -200,7 +201,7 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 		return s.reject(err)
 	}
 	if s.srv.cfg.Web != nil && isWebRequest(req) {
-		return s.serveWeb(c, req)
+		return s.serveWeb(c)
 	}
 	s.forwardedAddr(req)
 	s.req = req // for the refusal's log line
@@ -894,6 +895,8 @@ func (s *session) upstreamClosed(err error) {
 // viewerClosed: the viewer conn is gone; make sure the upstream follows.
 func (s *session) viewerClosed(err error) {
 	s.endDial()
+	closeBridge(s.vbridge) // a TLS viewer's bridge ends with its conn, not at a write timeout
+	s.vbridge = nil
 	if s.state == stRelay { // no close frame: the viewer vanished
 		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, "viewer-gone"
 	}

@@ -2,136 +2,219 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"io/fs"
+	"log/slog"
+	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
-	"strconv"
+	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/panjf2000/gnet/v2"
 
 	"vncedge/proxy/upgrade"
 )
 
-// Static files on the viewer port (websockify's --web DIR): a plain GET or
-// HEAD that is not an upgrade is answered by Config.Web and the connection
-// closed (no keep-alive: a page is a few dozen requests).
-//
-// The handler runs in a goroutine, off the loop (it reads files); it gets a
-// copy of the request and touches no session field: it hands its response
-// to the conn with AsyncWrite, which is safe from any goroutine, and closes
-// it in the write's callback. At most maxWebInFlight requests run at once
-// server-wide (more get 503), each response at most maxWebResponse bytes
-// (more get 500): memory stays bounded whatever the clients do.
+// Static files on the viewer port (websockify's --web DIR). A request that
+// is not a WebSocket upgrade leaves the event loop: its socket is dup'd out
+// of gnet and handed, with the bytes already read, to a net/http server
+// that serves Config.Web. net/http streams files (sendfile on plain
+// sockets), keeps connections alive, answers HEAD, Range and conditional
+// requests, and bounds a slow reader with WriteTimeout: memory per request
+// is a copy buffer, not the file. A handed-off connection is no longer a
+// session: it leaves the session counts, the caps and the loop (one
+// goroutine per connection, at most maxWebConns at once; more get 503).
 
 const (
-	maxWebInFlight = 64
-	maxWebResponse = 16 << 20
+	maxWebConns     = 256
+	webWriteTimeout = 2 * time.Minute
+	webIdleTimeout  = 30 * time.Second
 )
 
-// isWebRequest reports whether req is a plain GET or HEAD, not an upgrade.
+// isWebRequest reports whether req is a plain GET or HEAD: not a WebSocket
+// upgrade (an offer of another protocol, such as h2c, is ignored).
 func isWebRequest(req *upgrade.Request) bool {
-	return (req.Method == http.MethodGet || req.Method == http.MethodHead) && req.Get("upgrade") == ""
+	return (req.Method == http.MethodGet || req.Method == http.MethodHead) && !req.UpgradeWebSocket
 }
 
-// serveWeb answers req with Config.Web.
-func (s *session) serveWeb(c gnet.Conn, req *upgrade.Request) gnet.Action {
-	_, _ = c.Discard(-1) // a request body or pipelined requests are not read
+// webServer serves the connections handed off the loop.
+type webServer struct {
+	ln   *handoffListener
+	srv  *http.Server
+	done chan struct{}
+}
+
+func newWebServer(h http.Handler, log *slog.Logger, headTimeout time.Duration) *webServer {
+	w := &webServer{ln: newHandoffListener(maxWebConns), done: make(chan struct{})}
+	w.srv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: headTimeout,
+		WriteTimeout:      webWriteTimeout,
+		IdleTimeout:       webIdleTimeout,
+		MaxHeaderBytes:    upgrade.MaxRequestSize,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	go func() {
+		defer close(w.done)
+		_ = w.srv.Serve(w.ln)
+	}()
+	return w
+}
+
+func (w *webServer) close() {
+	_ = w.srv.Close()
+	<-w.done
+}
+
+// serveWeb hands the viewer's connection to the web server, on the loop.
+func (s *session) serveWeb(c gnet.Conn) gnet.Action {
+	srv := s.srv
 	s.state, s.logged = stClosed, true
 	s.deadline.Store(0)
-	srv := s.srv
-	if srv.webInFlight.Add(1) > maxWebInFlight {
-		srv.webInFlight.Add(-1)
+	srv.total.Add(-1) // never a session
+	buf, _ := c.Peek(-1)
+	pending := bytes.Clone(buf) // the request head and anything pipelined
+	_, _ = c.Discard(-1)
+	busy := func() gnet.Action {
 		_, _ = c.Write(upgrade.AppendError(nil, &upgrade.Error{Status: http.StatusServiceUnavailable, Message: "busy", Header: [][2]string{{"Retry-After", "1"}}}))
 		return gnet.Close
 	}
-	hr := &http.Request{
-		Method: req.Method, URL: &url.URL{Path: req.Path, RawQuery: req.RawQuery}, RequestURI: req.Target,
-		Proto: req.Proto, ProtoMajor: req.ProtoMajor, ProtoMinor: req.ProtoMinor,
-		Header: http.Header{}, Host: req.Host, RemoteAddr: addrString(s.viewerAddr()),
+	if srv.web == nil || !srv.web.ln.reserve() {
+		return busy()
 	}
-	for _, f := range req.Header {
-		hr.Header.Add(f[0], f[1])
+	fd, err := c.Dup()
+	if err != nil {
+		srv.web.ln.release()
+		return busy()
 	}
-	h := srv.cfg.Web
-	go func() {
-		defer srv.webInFlight.Add(-1)
-		w := &webResponse{header: http.Header{}}
-		h.ServeHTTP(w, hr)
-		_ = c.AsyncWrite(w.bytes(req.Method == http.MethodHead), func(c gnet.Conn, _ error) error {
-			return c.Close()
-		})
-	}()
-	return gnet.None
+	f := os.NewFile(uintptr(fd), "vncedge-web")
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		srv.web.ln.release()
+		return busy()
+	}
+	wc := &webConn{Conn: nc, pending: pending, remote: s.viewerAddr(), bridge: s.vbridge, release: srv.web.ln.release}
+	s.vbridge = nil // a TLS viewer's bridge now lives as long as the web conn
+	srv.web.ln.push(wc)
+	return gnet.Close // gnet lets go of its descriptor; the dup keeps the socket
 }
 
-// webResponse is an http.ResponseWriter that keeps one bounded response.
-type webResponse struct {
-	header   http.Header
-	status   int
-	body     bytes.Buffer
-	overflow bool
+// webConn is a handed-off connection: the bytes the loop already read come
+// first, its address is the viewer's (not a socketpair's behind TLS).
+type webConn struct {
+	net.Conn
+	pending []byte
+	remote  net.Addr
+	bridge  io.Closer // a TLS viewer's bridge, if any
+	once    sync.Once
+	release func()
 }
 
-func (w *webResponse) Header() http.Header { return w.header }
+func (c *webConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
 
-func (w *webResponse) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
+func (c *webConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *webConn) Close() error {
+	c.once.Do(func() {
+		c.release()
+		closeBridge(c.bridge)
+	})
+	return c.Conn.Close()
+}
+
+// handoffListener is a net.Listener fed by the loops, with a bound on the
+// connections alive at once.
+type handoffListener struct {
+	conns  chan net.Conn
+	slots  chan struct{}
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newHandoffListener(n int) *handoffListener {
+	return &handoffListener{conns: make(chan net.Conn, n), slots: make(chan struct{}, n), closed: make(chan struct{})}
+}
+
+func (l *handoffListener) reserve() bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 
-func (w *webResponse) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	if w.body.Len()+len(p) > maxWebResponse {
-		w.overflow = true
-		return 0, http.ErrContentLength
+func (l *handoffListener) release() { <-l.slots }
+
+// push never blocks: a reserved slot guarantees room in conns.
+func (l *handoffListener) push(c net.Conn) {
+	select {
+	case <-l.closed:
+		_ = c.Close()
+	default:
+		l.conns <- c
 	}
-	return w.body.Write(p)
 }
 
-// bytes serializes the response (HTTP/1.1, Connection: close).
-func (w *webResponse) bytes(head bool) []byte {
-	if w.overflow {
-		return upgrade.AppendError(nil, &upgrade.Error{Status: http.StatusInternalServerError, Message: "response too large"})
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
 	}
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	var b bytes.Buffer
-	b.WriteString("HTTP/1.1 " + strconv.Itoa(w.status) + " " + http.StatusText(w.status) + "\r\n")
-	w.header.Del("Connection")
-	w.header.Set("Connection", "close")
-	if w.header.Get("Content-Length") == "" && !head {
-		w.header.Set("Content-Length", strconv.Itoa(w.body.Len()))
-	}
-	_ = w.header.Write(&b)
-	b.WriteString("\r\n")
-	if !head {
-		b.Write(w.body.Bytes())
-	}
-	return b.Bytes()
 }
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
 
 // WebDir returns the handler for --web DIR: the files under dir, with
 // index.html for directories that have one; no directory listings, no
-// dot-files, nothing outside dir (symlinks included).
+// dot-files or dot-directories (also behind a symlink), nothing outside dir
+// (symlinks included).
 func WebDir(dir string) (http.Handler, error) {
-	root, err := os.OpenRoot(dir)
+	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
-	return http.FileServerFS(webFS{root.FS()}), nil
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, err
+	}
+	return http.FileServerFS(webFS{fs: root.FS(), dir: abs}), nil
 }
 
 // webFS hides dot-files and directories without an index.html.
-type webFS struct{ fs fs.FS }
+type webFS struct {
+	fs  fs.FS
+	dir string
+}
 
 func (w webFS) Open(name string) (fs.File, error) {
-	for _, part := range strings.Split(name, "/") {
-		if strings.HasPrefix(part, ".") && part != "." {
+	if hiddenPath(name) {
+		return nil, fs.ErrNotExist
+	}
+	// Where symlinks lead (inside dir: os.Root refuses the rest) must not
+	// be hidden either.
+	if real, err := filepath.EvalSymlinks(filepath.Join(w.dir, filepath.FromSlash(name))); err == nil {
+		rel, err := filepath.Rel(w.dir, real)
+		if err != nil || hiddenPath(filepath.ToSlash(rel)) {
 			return nil, fs.ErrNotExist
 		}
 	}
@@ -148,4 +231,15 @@ func (w webFS) Open(name string) (fs.File, error) {
 		idx.Close()
 	}
 	return f, nil
+}
+
+// hiddenPath reports whether a slash-separated path has a dot-file or
+// dot-directory in it.
+func hiddenPath(name string) bool {
+	for _, part := range strings.Split(name, "/") {
+		if strings.HasPrefix(part, ".") && part != "." {
+			return true
+		}
+	}
+	return false
 }

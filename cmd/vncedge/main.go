@@ -50,7 +50,7 @@ type options struct {
 	listen, admin, target, sessions, control, upstreamCA string
 	compat, cdpURL                                       string
 	web, unixTarget, certFile, keyFile                   string
-	trustedProxies                                       string
+	trustedProxies, forwardedHeader                      string
 	proxyProtocol                                        bool
 	tokenSecretFile, tokenPublicKeys, controlPlane       string
 	upstreamAPIKey                                       string
@@ -108,6 +108,7 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.certFile, "cert", "", "PEM certificate (chain) for TLS on the listen address: wss:// and https:// (reloaded when it changes)")
 	fs.StringVar(&o.keyFile, "key", "", "PEM private key for --cert (default: the --cert file, if it holds the key too)")
 	fs.BoolVar(&o.proxyProtocol, "proxy-protocol", false, "every viewer connection starts with a PROXY protocol v1/v2 header (from a load balancer): the viewer's address is taken from it")
+	fs.StringVar(&o.forwardedHeader, "forwarded-header", "x-forwarded-for", "the field --trusted-proxies write the viewer's address in: x-forwarded-for or forwarded (the other is ignored)")
 	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-For/Forwarded fields name the viewer's address (ignored from anyone else)")
 	fs.StringVar(&o.control, "control", "", "who has control when a session starts: user or agent (default: user with --target, agent with --sessions)")
 	fs.Var(o.header, "upstream-header", "extra header for ws/wss --target upstreams, \"Name: value\" (repeatable)")
@@ -235,6 +236,12 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		cfg.Web = h
 	}
 	cfg.ProxyProtocol = o.proxyProtocol
+	switch o.forwardedHeader {
+	case "x-forwarded-for", "forwarded":
+		cfg.ForwardedHeader = o.forwardedHeader
+	default:
+		return cfg, nil, fmt.Errorf("--forwarded-header: want x-forwarded-for or forwarded, got %q", o.forwardedHeader)
+	}
 	if o.trustedProxies != "" {
 		ps, err := proxy.ParsePrefixes(o.trustedProxies)
 		if err != nil {
@@ -370,7 +377,10 @@ func main() {
 		run, args = runDemo, args[1:]
 	}
 	if err := run(args); err != nil {
-		fmt.Fprintln(os.Stderr, "vncedge:", err)
+		var le loggedError
+		if !errors.As(err, &le) { // already a log line (JSON in json mode)
+			fmt.Fprintln(os.Stderr, "vncedge:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -446,6 +456,21 @@ func serve(o *options, page http.Handler) error {
 	if err != nil {
 		return err
 	}
+	if err := serveWith(o, page, log); err != nil {
+		log.Error("vncedge failed", "err", err.Error())
+		return loggedError{err}
+	}
+	return nil
+}
+
+// loggedError is an error serve already logged: main only sets the exit code.
+type loggedError struct{ error }
+
+func (e loggedError) Unwrap() error { return e.error }
+
+// serveWith is serve once the logger exists: every error it returns is
+// logged by serve, in the chosen format.
+func serveWith(o *options, page http.Handler, log *slog.Logger) error {
 	raiseFileLimit(log)
 	cfg, static, err := buildConfig(o, log)
 	if err != nil {
@@ -488,7 +513,8 @@ func serve(o *options, page http.Handler) error {
 		if err != nil {
 			return fmt.Errorf("--admin: %w", err)
 		}
-		admin = &http.Server{Handler: adminHandler(srv, tp.MetricsHandler, page), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Handler: adminHandler(srv, tp.MetricsHandler, page), ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)} // net/http's own lines in the log's format
 		defer admin.Close()
 		go func() {
 			if err := admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -509,7 +535,7 @@ func serve(o *options, page http.Handler) error {
 	if o.listenAll {
 		log.Warn("listening on every address: --listen is a bare port, which websockify reads as all interfaces; give host:port to narrow it", "addr", o.listen)
 	}
-	log.Info("vncedge listening", append([]any{"addr", o.listen, "admin", o.admin, "version", version}, describeResolver(o)...)...)
+	log.Info("vncedge listening", append([]any{"addr", addrString(srv.Addr(), o.listen), "admin", o.admin, "version", version}, describeResolver(o)...)...)
 	defer func() {
 		st := srv.Stats()
 		log.Info("vncedge stopped", "sessions_total", st.Total, "sessions_open", st.Active, "upgrade_failures", st.UpgradeFailures)

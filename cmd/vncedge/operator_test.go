@@ -48,7 +48,7 @@ func TestPositionalArgs(t *testing.T) {
 		{args: []string{"--listen", "host"}, wantErr: "want host:port or a port"},
 		{args: []string{"--target", "h"}, wantErr: "host:port"},
 		{args: []string{"--target", ":5900"}, wantErr: "names no host"},
-		{args: []string{"--target", "h:vnc"}, wantErr: "numeric port"},
+		{args: []string{"--target", "h:vnc"}, wantErr: "port from 1 to 65535"},
 	}
 	for _, c := range cases {
 		o, err := parseFlags(c.args)

@@ -69,8 +69,8 @@ func normalizeListen(s string) (addr string, allAddrs bool, err error) {
 	if err != nil {
 		return "", false, fmt.Errorf("want host:port or a port, got %q: %w", s, err)
 	}
-	if _, err := strconv.Atoi(port); err != nil {
-		return "", false, fmt.Errorf("want a numeric port, got %q", s)
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return "", false, fmt.Errorf("want a port from 0 to 65535, got %q", s)
 	}
 	return s, host == "", nil
 }
@@ -88,8 +88,8 @@ func normalizeTarget(s string) (string, error) {
 	if host == "" {
 		return "", errors.New("target " + strconv.Quote(s) + " names no host")
 	}
-	if _, err := strconv.Atoi(port); err != nil {
-		return "", fmt.Errorf("target %q: want a numeric port", s)
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("target %q: want a port from 1 to 65535", s)
 	}
 	return "tcp://" + net.JoinHostPort(host, port), nil
 }
@@ -118,4 +118,12 @@ func redactURL(raw string) string {
 	}
 	u.User, u.RawQuery, u.Fragment = nil, "", ""
 	return u.String()
+}
+
+// addrString is a listener's bound address, or fallback before it is bound.
+func addrString(a net.Addr, fallback string) string {
+	if a == nil {
+		return fallback
+	}
+	return a.String()
 }

@@ -144,7 +144,7 @@ func (s *Stream) keyUp(ev heldKey) bool {
 	freed := false
 	n := 0
 	for i := range s.nHeld {
-		h := s.keys[i]
+		h := &s.keys[i]
 		in := h.in
 		if h.lookup() == look {
 			in &^= inTiger
@@ -155,12 +155,19 @@ func (s *Stream) keyUp(ev heldKey) bool {
 		if ev.fk != 0 && h.fk == ev.fk {
 			in &^= inKeysym
 		}
-		if in != h.in {
-			freed = true
+		if in == h.in {
+			if n != i {
+				s.keys[n] = *h
+			}
+			n++
+			continue
 		}
+		freed = true
 		if in != 0 {
 			h.in = in
-			s.keys[n] = h
+			if n != i {
+				s.keys[n] = *h
+			}
 			n++
 		}
 	}

@@ -406,7 +406,7 @@ func TestExtendedMouseButtonsSmuggling(t *testing.T) {
 	pol := DefaultPolicy()
 	// The input as is, read by a server without -316: Ctrl+O.
 	raw, rest, bad := serverParse(in, false, pol.MaxCutText)
-	if bad != nil || rest != 0 || !strings.Contains(violation(pol, false, raw), "forbidden") {
+	if v := violation(pol, false, raw); bad != nil || rest != 0 || !strings.Contains(v, "forbidden") && !strings.Contains(v, "X pressed 0x6f") {
 		t.Fatalf("the input does not smuggle Ctrl+O: %q", violation(pol, false, raw))
 	}
 	if smug := raw[3]; !bytes.Equal(smug, []byte{MsgKeyEvent, 0xf8, 0, 0, 0, 0, 0, 'o'}) {

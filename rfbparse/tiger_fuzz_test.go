@@ -177,24 +177,33 @@ func forEachKey(out []byte, fn func(down bool, ks, kc uint32)) {
 func tigerViolation(pol *Policy, raw bool, out []byte) (v string) {
 	m := newTigerModel(raw)
 	forEachKey(out, func(down bool, ks, kc uint32) {
-		typed, g := m.event(down, ks, kc)
-		if v != "" || typed == 0 {
-			return
-		}
-		k := fold(typed)
-		for _, sc := range pol.Forbidden {
-			if k == sc.Key && g&sc.Mods == sc.Mods {
-				v = fmt.Sprintf("X pressed %#x with %b held (keysym %#x keycode %#x)", typed, g, ks, kc)
-			}
-			if c := k &^ 0x1000000; sc.Mods&ModCtrl != 0 && c >= 1 && c <= 26 && sc.Key == c+'a'-1 {
-				v = fmt.Sprintf("X pressed control character %#x", typed)
-			}
-		}
-		if k == KeysymMenu || k == KeysymF10 && g&ModShift != 0 {
-			v = fmt.Sprintf("X pressed context-menu key %#x with %b", typed, g)
+		if v == "" {
+			v = m.check(pol, down, ks, kc)
 		}
 	})
 	return v
+}
+
+// check applies one key event and returns why the X press it causes breaks
+// pol, or "".
+func (m *tigerModel) check(pol *Policy, down bool, ks, kc uint32) string {
+	typed, g := m.event(down, ks, kc)
+	if typed == 0 {
+		return ""
+	}
+	k := fold(typed)
+	for _, sc := range pol.Forbidden {
+		if k == sc.Key && g&sc.Mods == sc.Mods {
+			return fmt.Sprintf("X pressed %#x with %b held (keysym %#x keycode %#x)", typed, g, ks, kc)
+		}
+		if c := k &^ 0x1000000; sc.Mods&ModCtrl != 0 && c >= 1 && c <= 26 && sc.Key == c+'a'-1 {
+			return fmt.Sprintf("X pressed control character %#x", typed)
+		}
+	}
+	if pol.RightButton != RightAllow && !pol.AllowContextMenuKeys && (k == KeysymMenu || k == KeysymF10 && g&ModShift != 0) {
+		return fmt.Sprintf("X pressed context-menu key %#x with %b", typed, g)
+	}
+	return ""
 }
 
 // TestKeyTrackingModel: the model itself sees the bypasses when

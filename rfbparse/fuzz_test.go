@@ -267,11 +267,8 @@ func violation(pol *Policy, agent bool, msgs [][]byte) string {
 				}
 			}
 		}
-		for _, k := range keys {
-			if _, ok := refModKeys[k]; ok {
-				held[k] = down
-			}
-		}
+		// A press is judged under the modifiers held before it: one event
+		// is one key to a server (its keysym or its keycode, not both).
 		if down {
 			for _, k := range keys {
 				for _, sc := range pol.Forbidden {
@@ -279,6 +276,11 @@ func violation(pol *Policy, agent bool, msgs [][]byte) string {
 						return fmt.Sprintf("forbidden %+v passed: % x (held %v)", sc, m, held)
 					}
 				}
+			}
+		}
+		for _, k := range keys {
+			if _, ok := refModKeys[k]; ok {
+				held[k] = down
 			}
 		}
 	}

@@ -211,12 +211,31 @@ func (s *Stream) blocked(k uint32) bool {
 			}
 		}
 	}
+	if nonASCII(k) {
+		// Xvnc types a keysym on whatever key carries it in the server's
+		// keymap (Cyrillic_shcha is on the O key of a Russian one), and
+		// programs such as Chromium read Ctrl + a non-Latin key by the
+		// key's position: under the modifiers of a forbidden letter
+		// shortcut, no such keysym passes.
+		for _, sc := range s.pol.Forbidden {
+			if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && s.grp&sc.Mods == sc.Mods {
+				return true
+			}
+		}
+	}
 	if s.pol.RightButton != RightAllow && !s.pol.AllowContextMenuKeys {
 		if k == KeysymMenu || k == KeysymF10 && s.grp&ModShift != 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// nonASCII reports whether folded keysym k types a character outside ASCII
+// (Latin-1 and the legacy and Unicode keysyms of other scripts; not the
+// function, keypad and modifier keysyms of 0xfd00–0xffff).
+func nonASCII(k uint32) bool {
+	return k >= 0x80 && k < 0xfd00 || k >= 0x1000080 && k <= 0x110ffff
 }
 
 // forbidden reports whether key-down k (a folded keysym) completes a

@@ -91,7 +91,7 @@ func (m *tigerModel) event(down bool, ks, kc uint32) (uint32, Modifier) {
 
 // fuzzKeysyms and fuzzKeycodes are what the key fuzz target picks from.
 var fuzzKeysyms = []uint32{'o', 'O', 'a', 'i', 'I', 'p', 0x100006f, 0x0f, 0x100000f, 0x09, 0,
-	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymMenu, KeysymF10, 0xffc9}
+	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymMenu, KeysymF10, 0xffc9, 0x6dd, 0x20ac}
 var fuzzKeycodes = []uint32{0, 0x18, 0x1e, 0x17, 0x19, 0x1d, 0x9d, 0xe01d, 0x2a, 0x36, 0x38, 0x44, 0xdd, 0x10018,
 	0x8000ffe3, 0x8000006f, 0x8000001d}
 
@@ -198,6 +198,9 @@ func (m *tigerModel) check(pol *Policy, down bool, ks, kc uint32) string {
 		}
 		if c := k &^ 0x1000000; sc.Mods&ModCtrl != 0 && c >= 1 && c <= 26 && sc.Key == c+'a'-1 {
 			return fmt.Sprintf("X pressed control character %#x", typed)
+		}
+		if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && g&sc.Mods == sc.Mods && (k >= 0x80 && k < 0xfd00 || k >= 0x1000080) {
+			return fmt.Sprintf("X pressed non-ASCII %#x with %b held (its key depends on the keymap)", typed, g)
 		}
 	}
 	if pol.RightButton != RightAllow && !pol.AllowContextMenuKeys && (k == KeysymMenu || k == KeysymF10 && g&ModShift != 0) {

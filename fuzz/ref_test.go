@@ -316,7 +316,7 @@ func (r *refState) isForbidden(k uint32) bool {
 			return true
 		}
 	}
-	if k >= 0x80 && k < 0xfd00 || k >= 0x1000080 && k < 0x1110000 { // a non-ASCII character
+	if k >= 0x80 && !(k >= 0xfd00 && k <= 0xffff) { // not ASCII, not a function key
 		for _, sc := range r.pol.forbidden {
 			if sc.mods != 0 && sc.key >= 'a' && sc.key <= 'z' && g&sc.mods == sc.mods {
 				return true

@@ -231,11 +231,12 @@ func (s *Stream) blocked(k uint32) bool {
 	return false
 }
 
-// nonASCII reports whether folded keysym k types a character outside ASCII
-// (Latin-1 and the legacy and Unicode keysyms of other scripts; not the
-// function, keypad and modifier keysyms of 0xfd00–0xffff).
+// nonASCII reports whether folded keysym k is anything but ASCII or a
+// function, keypad or modifier keysym (0xfd00–0xffff): Latin-1, the legacy
+// and Unicode keysyms of other scripts, vendor keysyms and undefined values,
+// which Xvnc adds to its keymap on a spare key.
 func nonASCII(k uint32) bool {
-	return k >= 0x80 && k < 0xfd00 || k >= 0x1000080 && k <= 0x110ffff
+	return k >= 0x80 && (k < 0xfd00 || k > 0xffff)
 }
 
 // forbidden reports whether key-down k (a folded keysym) completes a

@@ -201,7 +201,7 @@ func (r *refParser) isBlocked(k uint32) bool {
 			return true
 		}
 	}
-	if k >= 0x80 && k < 0xfd00 || k >= 0x1000080 && k < 0x1110000 { // non-ASCII characters
+	if k >= 0x80 && !(k >= 0xfd00 && k <= 0xffff) { // not ASCII, not a function key
 		for _, sc := range r.pol.Forbidden {
 			if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && mods&sc.Mods == sc.Mods {
 				return true

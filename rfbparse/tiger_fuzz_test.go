@@ -16,31 +16,27 @@ import (
 type tigerModel struct {
 	raw     bool
 	pressed map[uint32]uint32 // VNCSConnection: lookup → keysym
-	xKeys   map[uint32]uint32 // X keys held (US XT code, or 0x10000|keysym for keys added to the keymap) → keysym it typed
+	xKeys   map[uint64]uint32 // X keys held (US XT code, or 1<<32|keysym for keys added to the keymap) → keysym it typed
 }
 
 func newTigerModel(raw bool) *tigerModel {
-	return &tigerModel{raw: raw, pressed: map[uint32]uint32{}, xKeys: map[uint32]uint32{}}
+	return &tigerModel{raw: raw, pressed: map[uint32]uint32{}, xKeys: map[uint64]uint32{}}
 }
 
 // xKeyOf is the X key a keysym-path press uses: the US key typing it, or a
 // keycode of its own (Xvnc adds unknown keysyms to the keymap).
-func xKeyOf(ks uint32) uint32 {
+func xKeyOf(ks uint32) uint64 {
 	if c := keysymXT(fold(ks)); c != 0 {
-		return uint32(c)
+		return uint64(c)
 	}
-	return 0x10000 | fold(ks)
+	return 1<<32 | uint64(fold(ks))
 }
 
 // xGroups is the modifier groups X has down.
 func (m *tigerModel) xGroups() Modifier {
 	var keys uint16
-	for k := range m.xKeys {
-		if k < 0x100 {
-			keys |= modKey(xtKeysym[k])
-		} else {
-			keys |= modKey(k &^ 0x10000)
-		}
+	for _, ks := range m.xKeys { // what each held X key typed
+		keys |= modKey(ks)
 	}
 	return groups(keys)
 }
@@ -66,10 +62,10 @@ func (m *tigerModel) event(down bool, ks, kc uint32) (uint32, Modifier) {
 	if m.raw && kc != 0 && kc < 0x100 && xtKeysym[kc] != 0 {
 		if down {
 			g := m.xGroups()
-			m.xKeys[kc] = xtKeysym[kc]
+			m.xKeys[uint64(kc)] = xtKeysym[kc]
 			return xtKeysym[kc], g
 		}
-		delete(m.xKeys, kc)
+		delete(m.xKeys, uint64(kc))
 		return 0, 0
 	}
 	if ks == 0 {
@@ -199,7 +195,7 @@ func (m *tigerModel) check(pol *Policy, down bool, ks, kc uint32) string {
 		if c := k &^ 0x1000000; sc.Mods&ModCtrl != 0 && c >= 1 && c <= 26 && sc.Key == c+'a'-1 {
 			return fmt.Sprintf("X pressed control character %#x", typed)
 		}
-		if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && g&sc.Mods == sc.Mods && (k >= 0x80 && k < 0xfd00 || k >= 0x1000080) {
+		if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && g&sc.Mods == sc.Mods && k >= 0x80 && (k < 0xfd00 || k > 0xffff) {
 			return fmt.Sprintf("X pressed non-ASCII %#x with %b held (its key depends on the keymap)", typed, g)
 		}
 	}

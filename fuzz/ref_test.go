@@ -316,6 +316,13 @@ func (r *refState) isForbidden(k uint32) bool {
 			return true
 		}
 	}
+	if k >= 0x80 && !(k >= 0xfd00 && k <= 0xffff) { // not ASCII, not a function key
+		for _, sc := range r.pol.forbidden {
+			if sc.mods != 0 && sc.key >= 'a' && sc.key <= 'z' && g&sc.mods == sc.mods {
+				return true
+			}
+		}
+	}
 	return r.pol.right != 2 && (k == 0xff67 || k == 0xffc7 && g&gShift != 0)
 }
 

@@ -304,6 +304,9 @@ func (o *oracle) check(name string, got []xevKey, want ...xevKey) {
 	}
 }
 
+// xKeycodeO is the X keycode of the O key (evdev KEY_O + 8).
+const xKeycodeO = 32
+
 // forbiddenPress says why a KeyPress breaks the default policy, or "".
 func forbiddenPress(k xevKey) string {
 	switch {
@@ -313,6 +316,8 @@ func forbiddenPress(k xevKey) string {
 		return "the ^O control character"
 	case k.keysym == 0x0f || k.keysym == 0x100000f:
 		return "the ^O control character keysym"
+	case k.state&0x4 != 0 && k.keycode == xKeycodeO && (k.keysym >= 0x80 && k.keysym < 0xfd00 || k.keysym >= 0x1000080):
+		return "Ctrl + a non-Latin keysym on the O key (read by position as Ctrl+O)"
 	case k.keysym == rfbparse.KeysymMenu:
 		return "the Menu key"
 	case k.keysym == rfbparse.KeysymF10 && k.state&0x1 != 0:
@@ -519,6 +524,34 @@ func TestXvncOracleDvorakRawKeyboard(t *testing.T) {
 			}
 			if !tc.bypass {
 				o.check("keysym s under Dvorak", got, press('s', 0x4))
+			}
+		})
+	}
+}
+
+// TestXvncOracleRussianKeymap: with a Russian X keymap, Xvnc types keysym
+// Cyrillic_shcha on the O key, which Chromium reads by position: Ctrl+щ would
+// be Ctrl+O. Under Ctrl no non-ASCII keysym passes; without Ctrl it types.
+func TestXvncOracleRussianKeymap(t *testing.T) {
+	teststack.Require(t, "setxkbmap")
+	const shcha, es = 0x6dd, 0x6d3 // Cyrillic_shcha (O key), Cyrillic_es (C key)
+	for _, mode := range []rfbparse.QEMUKeys{rfbparse.QEMUKeysToKeysym, rfbparse.QEMUKeysPass} {
+		t.Run("qemu-keys="+mode.String(), func(t *testing.T) {
+			o := startOracle(t, policyWith(mode))
+			if out, err := exec.Command("setxkbmap", "-display", o.x.DisplayName(), "ru").CombinedOutput(); err != nil {
+				t.Fatalf("setxkbmap ru: %v: %s", err, out)
+			}
+			o.sync()
+			o.send(keyMsg(true, shcha), keyMsg(false, shcha),
+				keyMsg(true, ctrlL), keyMsg(true, shcha), keyMsg(false, shcha), qemuKeyMsg(true, shcha, 0x18), qemuKeyMsg(false, shcha, 0x18),
+				keyMsg(true, 0x1000449), keyMsg(false, 0x1000449), keyMsg(true, es), keyMsg(false, es), keyMsg(false, ctrlL),
+				keyMsg(true, shcha), keyMsg(false, shcha))
+			got := o.sync()
+			o.check("Ctrl + Cyrillic", got, press(shcha, 0), press(ctrlL, 0), press(shcha, 0))
+			for _, k := range got {
+				if k.press && k.keysym == shcha && k.keycode != xKeycodeO {
+					t.Errorf("Cyrillic_shcha typed on keycode %d, want the O key (%d): the case tests nothing", k.keycode, xKeycodeO)
+				}
 			}
 		})
 	}

@@ -45,7 +45,11 @@
 // KeyEvents, so every server acts on the keysym the policy judged, whatever
 // its keymap. Forbidden Ctrl shortcuts also match their control-character
 // keysyms (0x01–0x1f and the Unicode 0x1000001–0x100001f), with or without
-// Ctrl, and unless the right button is allowed the Menu key and Shift+F10,
+// Ctrl; under the modifiers of a forbidden letter shortcut no non-ASCII
+// keysym passes (the server's keymap, not the keysym, decides which key it
+// lands on: Cyrillic_shcha is the O key of a Russian keymap, and Chromium
+// reads Ctrl + a non-Latin key by position); unless the right button is
+// allowed the Menu key and Shift+F10,
 // which open the same context menu, are dropped.
 //
 // The parser fails closed: an unknown message type, an impossible length, a

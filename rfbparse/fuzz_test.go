@@ -9,7 +9,8 @@ import (
 
 // fuzzStream builds the Stream a fuzz input's mode byte selects, past a 3.8
 // None handshake: bits 0-1 right-button mode (3: nil policy), bit 2 agent,
-// bit 3 mac, bit 4 Policy.ExtendedMouseButtons.
+// bit 3 mac, bit 4 Policy.ExtendedMouseButtons, bit 5 QEMU key events passed
+// with their keycodes.
 func fuzzStream(t *testing.T, mode uint8) *Stream {
 	var pol *Policy
 	if rb := mode & 3; rb != 3 {
@@ -19,6 +20,9 @@ func fuzzStream(t *testing.T, mode uint8) *Stream {
 		}
 		pol.MaxCutText = 1 << 16
 		pol.ExtendedMouseButtons = mode&16 != 0
+		if mode&32 != 0 {
+			pol.QEMUKeys = QEMUKeysPass
+		}
 	}
 	who := User
 	if mode&4 != 0 {
@@ -37,6 +41,9 @@ func fuzzSeeds(f *testing.F) {
 	f.Add(cat(xvpMsg(2), giiMsg(0, true, []byte{1, 2}), fence(0, []byte{1}), []byte{7}), uint16(3), uint8(4))
 	f.Add(cat(keyDown(KeysymControlL), qemuKey(true, 'o', 0x1d), keyUp(KeysymControlL), keyDown('o')), uint16(20), uint8(2))
 	f.Add([]byte{6, 0, 0, 0, 0, 1, 0, 1}, uint16(5), uint8(0))
+	// The sequences A and B, keycodes passed.
+	f.Add(cat(qemuKey(true, KeysymControlL, 0x1d), qemuKey(false, KeysymControlL, 0x1e), keyDown('o')), uint16(12), uint8(32))
+	f.Add(cat(qemuKey(true, KeysymControlL, 0x1d), keyUp(KeysymControlL), keyDown('o')), uint16(12), uint8(32))
 	f.Add([]byte{255, 1, 0, 2, 1, 2, 3}, uint16(2), uint8(3))
 	// A 7-byte PointerEvent whose 7th byte starts a Ctrl+O KeyEvent for a
 	// server without −316 (see TestExtendedMouseButtonsSmuggling).
@@ -208,6 +215,7 @@ func violation(pol *Policy, agent bool, msgs [][]byte) string {
 		}
 		return m
 	}
+	tiger, raw := newTigerModel(false), newTigerModel(true) // TigerVNC's view, default and -RawKeyboard
 	for _, m := range msgs {
 		if agent {
 			switch m[0] {
@@ -248,11 +256,19 @@ func violation(pol *Policy, agent bool, msgs [][]byte) string {
 				}
 			}
 		}
-		for _, k := range keys {
-			if _, ok := refModKeys[k]; ok {
-				held[k] = down
+		if len(keys) > 0 {
+			ks, kc := keys[0], uint32(0)
+			if m[0] == MsgQEMU {
+				kc = binary.BigEndian.Uint32(m[8:])
+			}
+			for _, tm := range []*tigerModel{tiger, raw} {
+				if v := tm.check(pol, down, ks, kc); v != "" {
+					return fmt.Sprintf("TigerVNC (raw %v): %s: % x", tm.raw, v, m)
+				}
 			}
 		}
+		// A press is judged under the modifiers held before it: one event
+		// is one key to a server (its keysym or its keycode, not both).
 		if down {
 			for _, k := range keys {
 				for _, sc := range pol.Forbidden {
@@ -260,6 +276,11 @@ func violation(pol *Policy, agent bool, msgs [][]byte) string {
 						return fmt.Sprintf("forbidden %+v passed: % x (held %v)", sc, m, held)
 					}
 				}
+			}
+		}
+		for _, k := range keys {
+			if _, ok := refModKeys[k]; ok {
+				held[k] = down
 			}
 		}
 	}

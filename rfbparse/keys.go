@@ -35,6 +35,8 @@ type heldKey struct {
 	qemu bool   // pressed with a QEMU ExtendedKeyEvent: released with one
 	xt   uint8  // the key in the keycode model (XT, 0x80|code for e0 keys); 0 when none
 	in   uint8  // models holding it
+	fk   uint32 // fold(ks): the key in the keysym model (0 when ks is 0)
+	mk   uint16 // modifier keys it is, by keysym or by keycode
 }
 
 // lookup is TigerVNC's identity of a key event.
@@ -56,15 +58,14 @@ func keyOf(ks, kc uint32, qemu bool) heldKey {
 		} else if c>>8 == 0xe0 { // e0-prefixed form: 0xe0NN means 0x80|NN
 			h.xt = uint8(0x80 | c&0x7f)
 		}
-	} else {
-		h.xt = keysymXT(fold(ks))
 	}
+	h.fk = fold(ks)
+	if !qemu {
+		h.xt = keysymXT(h.fk)
+	}
+	h.mk = modKey(ks) | modKey(xtKeysym[h.xt])
 	return h
 }
-
-// sameKeysym reports whether two keysyms free each other's key in the
-// keysym model (the same key, either case).
-func sameKeysym(a, b uint32) bool { return a != 0 && fold(a) == fold(b) }
 
 // keyDown decides a key press.
 func (s *Stream) keyDown(ev heldKey) bool {
@@ -72,7 +73,7 @@ func (s *Stream) keyDown(ev heldKey) bool {
 	// for TigerVNC the keysym of a press it already holds under the same
 	// identity (it repeats that one, whatever keysym this event carries).
 	// need: the models that do not hold the key yet.
-	k1, k2, k3 := fold(ev.ks), fold(xtKeysym[ev.xt]), uint32(0)
+	k1, k2, k3 := ev.fk, fold(xtKeysym[ev.xt]), uint32(0)
 	need := inAll
 	if ev.xt == 0 {
 		need &^= inKeycode
@@ -90,7 +91,7 @@ func (s *Stream) keyDown(ev heldKey) bool {
 		if h.in&inKeycode != 0 && ev.xt != 0 && h.xt == ev.xt {
 			need &^= inKeycode
 		}
-		if h.in&inKeysym != 0 && sameKeysym(ev.ks, h.ks) {
+		if h.in&inKeysym != 0 && ev.fk != 0 && h.fk == ev.fk {
 			need &^= inKeysym
 		}
 	}
@@ -143,7 +144,7 @@ func (s *Stream) keyUp(ev heldKey) bool {
 	freed := false
 	n := 0
 	for i := range s.nHeld {
-		h := s.keys[i]
+		h := &s.keys[i]
 		in := h.in
 		if h.lookup() == look {
 			in &^= inTiger
@@ -151,15 +152,22 @@ func (s *Stream) keyUp(ev heldKey) bool {
 		if ev.xt != 0 && h.xt == ev.xt {
 			in &^= inKeycode
 		}
-		if sameKeysym(ev.ks, h.ks) {
+		if ev.fk != 0 && h.fk == ev.fk {
 			in &^= inKeysym
 		}
-		if in != h.in {
-			freed = true
+		if in == h.in {
+			if n != i {
+				s.keys[n] = *h
+			}
+			n++
+			continue
 		}
+		freed = true
 		if in != 0 {
 			h.in = in
-			s.keys[n] = h
+			if n != i {
+				s.keys[n] = *h
+			}
 			n++
 		}
 	}
@@ -177,8 +185,7 @@ func (s *Stream) keyUp(ev heldKey) bool {
 func (s *Stream) deriveMods() {
 	var m uint16
 	for i := range s.nHeld {
-		h := &s.keys[i]
-		m |= modKey(h.ks) | modKey(xtKeysym[h.xt])
+		m |= s.keys[i].mk
 	}
 	s.mods, s.grp = m, groups(m)
 }
@@ -204,12 +211,32 @@ func (s *Stream) blocked(k uint32) bool {
 			}
 		}
 	}
+	if nonASCII(k) {
+		// Xvnc types a keysym on whatever key carries it in the server's
+		// keymap (Cyrillic_shcha is on the O key of a Russian one), and
+		// programs such as Chromium read Ctrl + a non-Latin key by the
+		// key's position: under the modifiers of a forbidden letter
+		// shortcut, no such keysym passes.
+		for _, sc := range s.pol.Forbidden {
+			if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && s.grp&sc.Mods == sc.Mods {
+				return true
+			}
+		}
+	}
 	if s.pol.RightButton != RightAllow && !s.pol.AllowContextMenuKeys {
 		if k == KeysymMenu || k == KeysymF10 && s.grp&ModShift != 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// nonASCII reports whether folded keysym k is anything but ASCII or a
+// function, keypad or modifier keysym (0xfd00–0xffff): Latin-1, the legacy
+// and Unicode keysyms of other scripts, vendor keysyms and undefined values,
+// which Xvnc adds to its keymap on a spare key.
+func nonASCII(k uint32) bool {
+	return k >= 0x80 && (k < 0xfd00 || k > 0xffff)
 }
 
 // forbidden reports whether key-down k (a folded keysym) completes a

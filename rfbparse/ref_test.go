@@ -201,6 +201,13 @@ func (r *refParser) isBlocked(k uint32) bool {
 			return true
 		}
 	}
+	if k >= 0x80 && !(k >= 0xfd00 && k <= 0xffff) { // not ASCII, not a function key
+		for _, sc := range r.pol.Forbidden {
+			if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && mods&sc.Mods == sc.Mods {
+				return true
+			}
+		}
+	}
 	if r.pol.RightButton != RightAllow && !r.pol.AllowContextMenuKeys {
 		if k == 0xff67 || k == 0xffc7 && mods&ModShift != 0 {
 			return true
@@ -416,7 +423,7 @@ func (r *refParser) run(b []byte) (out []byte, ok bool) {
 // ---- random valid message sequences ----
 
 var genKeysyms = []uint32{'a', 'o', 'O', 0x100006f, 0x100004f, 0x1000063, 'c', 'C', 'v', 'V', 'i', 'I', 'p', 'q', 'x', 0xffc9, 0xff0d, 0x20ac, 0,
-	0x0f, 0x100000f, 0x09, 0x10, 0x1b, KeysymMenu, KeysymF10,
+	0x0f, 0x100000f, 0x09, 0x10, 0x1b, KeysymMenu, KeysymF10, 0x6dd, 0x10000e9, 0xf8, 0xfe03,
 	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymAltR,
 	KeysymMetaL, KeysymSuperL, KeysymModeSwitch}
 

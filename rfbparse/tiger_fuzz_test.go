@@ -16,31 +16,27 @@ import (
 type tigerModel struct {
 	raw     bool
 	pressed map[uint32]uint32 // VNCSConnection: lookup → keysym
-	xKeys   map[uint32]uint32 // X keys held (US XT code, or 0x10000|keysym for keys added to the keymap) → keysym it typed
+	xKeys   map[uint64]uint32 // X keys held (US XT code, or 1<<32|keysym for keys added to the keymap) → keysym it typed
 }
 
 func newTigerModel(raw bool) *tigerModel {
-	return &tigerModel{raw: raw, pressed: map[uint32]uint32{}, xKeys: map[uint32]uint32{}}
+	return &tigerModel{raw: raw, pressed: map[uint32]uint32{}, xKeys: map[uint64]uint32{}}
 }
 
 // xKeyOf is the X key a keysym-path press uses: the US key typing it, or a
 // keycode of its own (Xvnc adds unknown keysyms to the keymap).
-func xKeyOf(ks uint32) uint32 {
+func xKeyOf(ks uint32) uint64 {
 	if c := keysymXT(fold(ks)); c != 0 {
-		return uint32(c)
+		return uint64(c)
 	}
-	return 0x10000 | fold(ks)
+	return 1<<32 | uint64(fold(ks))
 }
 
 // xGroups is the modifier groups X has down.
 func (m *tigerModel) xGroups() Modifier {
 	var keys uint16
-	for k := range m.xKeys {
-		if k < 0x100 {
-			keys |= modKey(xtKeysym[k])
-		} else {
-			keys |= modKey(k &^ 0x10000)
-		}
+	for _, ks := range m.xKeys { // what each held X key typed
+		keys |= modKey(ks)
 	}
 	return groups(keys)
 }
@@ -66,10 +62,10 @@ func (m *tigerModel) event(down bool, ks, kc uint32) (uint32, Modifier) {
 	if m.raw && kc != 0 && kc < 0x100 && xtKeysym[kc] != 0 {
 		if down {
 			g := m.xGroups()
-			m.xKeys[kc] = xtKeysym[kc]
+			m.xKeys[uint64(kc)] = xtKeysym[kc]
 			return xtKeysym[kc], g
 		}
-		delete(m.xKeys, kc)
+		delete(m.xKeys, uint64(kc))
 		return 0, 0
 	}
 	if ks == 0 {
@@ -91,7 +87,7 @@ func (m *tigerModel) event(down bool, ks, kc uint32) (uint32, Modifier) {
 
 // fuzzKeysyms and fuzzKeycodes are what the key fuzz target picks from.
 var fuzzKeysyms = []uint32{'o', 'O', 'a', 'i', 'I', 'p', 0x100006f, 0x0f, 0x100000f, 0x09, 0,
-	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymMenu, KeysymF10, 0xffc9}
+	KeysymControlL, KeysymControlR, KeysymShiftL, KeysymShiftR, KeysymAltL, KeysymMenu, KeysymF10, 0xffc9, 0x6dd, 0x20ac}
 var fuzzKeycodes = []uint32{0, 0x18, 0x1e, 0x17, 0x19, 0x1d, 0x9d, 0xe01d, 0x2a, 0x36, 0x38, 0x44, 0xdd, 0x10018,
 	0x8000ffe3, 0x8000006f, 0x8000001d}
 
@@ -177,24 +173,36 @@ func forEachKey(out []byte, fn func(down bool, ks, kc uint32)) {
 func tigerViolation(pol *Policy, raw bool, out []byte) (v string) {
 	m := newTigerModel(raw)
 	forEachKey(out, func(down bool, ks, kc uint32) {
-		typed, g := m.event(down, ks, kc)
-		if v != "" || typed == 0 {
-			return
-		}
-		k := fold(typed)
-		for _, sc := range pol.Forbidden {
-			if k == sc.Key && g&sc.Mods == sc.Mods {
-				v = fmt.Sprintf("X pressed %#x with %b held (keysym %#x keycode %#x)", typed, g, ks, kc)
-			}
-			if c := k &^ 0x1000000; sc.Mods&ModCtrl != 0 && c >= 1 && c <= 26 && sc.Key == c+'a'-1 {
-				v = fmt.Sprintf("X pressed control character %#x", typed)
-			}
-		}
-		if k == KeysymMenu || k == KeysymF10 && g&ModShift != 0 {
-			v = fmt.Sprintf("X pressed context-menu key %#x with %b", typed, g)
+		if v == "" {
+			v = m.check(pol, down, ks, kc)
 		}
 	})
 	return v
+}
+
+// check applies one key event and returns why the X press it causes breaks
+// pol, or "".
+func (m *tigerModel) check(pol *Policy, down bool, ks, kc uint32) string {
+	typed, g := m.event(down, ks, kc)
+	if typed == 0 {
+		return ""
+	}
+	k := fold(typed)
+	for _, sc := range pol.Forbidden {
+		if k == sc.Key && g&sc.Mods == sc.Mods {
+			return fmt.Sprintf("X pressed %#x with %b held (keysym %#x keycode %#x)", typed, g, ks, kc)
+		}
+		if c := k &^ 0x1000000; sc.Mods&ModCtrl != 0 && c >= 1 && c <= 26 && sc.Key == c+'a'-1 {
+			return fmt.Sprintf("X pressed control character %#x", typed)
+		}
+		if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && g&sc.Mods == sc.Mods && k >= 0x80 && (k < 0xfd00 || k > 0xffff) {
+			return fmt.Sprintf("X pressed non-ASCII %#x with %b held (its key depends on the keymap)", typed, g)
+		}
+	}
+	if pol.RightButton != RightAllow && !pol.AllowContextMenuKeys && (k == KeysymMenu || k == KeysymF10 && g&ModShift != 0) {
+		return fmt.Sprintf("X pressed context-menu key %#x with %b", typed, g)
+	}
+	return ""
 }
 
 // TestKeyTrackingModel: the model itself sees the bypasses when

@@ -106,4 +106,77 @@ r=tkinter.Tk(); r.withdraw(); r.clipboard_clear(); r.clipboard_append(sys.argv[1
 	}
 }
 
-var _ = strings.Contains
+// TestPlatAttackSessionsErrorLeaksSecrets: ATTACK (careless operator) — a
+// sessions file error is logged as is (at start, and on every failed reload:
+// "configuration reload failed … err=…", never passed through
+// tracing.Redact). Writing an API key as a mapping ("- sk_live_…: viewer",
+// the natural guess at "key: role") makes the error quote the key as an
+// unknown key; a mistyped upstream or cdp_url with credentials in it is
+// quoted whole. The error must name the line, not the secret.
+func TestPlatAttackSessionsErrorLeaksSecrets(t *testing.T) {
+	const secret = "SECRET4711"
+	for _, tc := range []struct{ name, from, to string }{
+		{"api key written as key: role", "      - k1\n", "      - sk_live_" + secret + ": viewer\n"},
+		{"api key as a flow mapping", "      - k1\n", "      - {sk_live_" + secret + ": viewer}\n"},
+		{"upstream scheme typo with userinfo", "tcp://127.0.0.1:5900", "wsss://svc:" + secret + "@host/"},
+		{"upstream bad port with userinfo", "tcp://127.0.0.1:5900", "wss://svc:" + secret + "@host:bad/"},
+		{"cdp_url bad port with userinfo", "http://127.0.0.1:9222", "http://u:" + secret + "@h:badport"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := strings.Replace(goodSessions, tc.from, tc.to, 1)
+			if doc == goodSessions {
+				t.Fatal("test edit did not apply")
+			}
+			_, err := proxy.ParseSessionsFile("s.yaml", []byte(doc), rfbparse.Agent)
+			if err == nil {
+				t.Fatal("bad file accepted")
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("the error that goes to the log quotes the secret: %v", err)
+			}
+		})
+	}
+}
+
+// TestPlatAttackSessionsHeadersStrict: ATTACK (careless operator) — the
+// sessions file is "read strictly", yet upstream_headers and cdp_headers
+// accept header names and values that SafeHeaders later drops without a
+// word (a name with a space or colon, a value with CR/LF, a hop-by-hop or
+// handshake header): the operator's credential header is silently never
+// sent and the upstream refuses every viewer. A header name given twice
+// with a different case is also accepted when the first value is empty
+// (h.Get("") cannot tell it was set). Each must be a load error naming the
+// line.
+func TestPlatAttackSessionsHeadersStrict(t *testing.T) {
+	for _, tc := range []struct{ name, hdr string }{
+		{"name with space and colon", `{"bad name:": v}`},
+		{"value with CRLF", `{x-api-key: "a\r\nHost: evil"}`},
+		{"handshake header", `{Sec-WebSocket-Key: abc}`},
+		{"host header", `{Host: other.example}`},
+		{"twice, first empty", `{x-api-key: '', X-Api-Key: other}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, field := range []string{"upstream_headers", "cdp_headers"} {
+				doc := strings.Replace(goodSessions, "{x-api-key: up-secret}", tc.hdr, 1)
+				if field == "cdp_headers" {
+					doc = strings.Replace(goodSessions, "{x-api-key: cdp-secret}", tc.hdr, 1)
+				}
+				f, err := proxy.ParseSessionsFile("s.yaml", []byte(doc), rfbparse.Agent)
+				if err == nil {
+					var h []string
+					for _, rt := range f.Sessions {
+						for k, v := range rt.Header {
+							h = append(h, k+"="+strings.Join(v, ","))
+						}
+						for k, v := range rt.CDPHeader {
+							h = append(h, k+"="+strings.Join(v, ","))
+						}
+					}
+					t.Errorf("%s %s accepted (headers %q); at send time it is dropped or one value silently wins", field, tc.hdr, h)
+				} else if !strings.Contains(err.Error(), "line ") {
+					t.Errorf("%s: error names no line: %v", field, err)
+				}
+			}
+		})
+	}
+}

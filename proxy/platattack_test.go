@@ -180,3 +180,26 @@ func TestPlatAttackSessionsHeadersStrict(t *testing.T) {
 		})
 	}
 }
+
+// TestPlatAttackLongClientID: ATTACK — client_id has no length limit: a
+// 7 KiB client_id (anything up to the 8 KiB request head) is upgraded on
+// both channels, kept as a registry key for ControlGrace after the channel
+// closes (see TestPlatAttackIdlePairsUnbounded) and repeated in every log
+// line of the session. The reference platform's client_ids are UUIDs; a
+// client_id longer than a sane bound must be refused before the upgrade.
+func TestPlatAttackLongClientID(t *testing.T) {
+	_, _, addr := rolesProxy(t, "agent", rfbparse.DefaultPolicy(), nil)
+	long := strings.Repeat("c", 7<<10)
+	for _, path := range []string{rolesMsg, rolesVNC} {
+		c, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+path+"?apikey=kv&client_id="+long, []string{"binary"}, nil)
+		if err == nil {
+			c.Close()
+			t.Errorf("%s: a %d-byte client_id was upgraded", path, len(long))
+			continue
+		}
+		var se *rfbclient.StatusError
+		if !asStatus(err, &se) || se.Status != 400 {
+			t.Errorf("%s: %v, want 400", path, err)
+		}
+	}
+}

@@ -5,6 +5,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"vncedge/proxy"
 	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/rfbtest"
 	"vncedge/proxy/proxytest/teststack"
 	"vncedge/rfbparse"
 )
@@ -201,5 +203,51 @@ func TestPlatAttackLongClientID(t *testing.T) {
 		if !asStatus(err, &se) || se.Status != 400 {
 			t.Errorf("%s: %v, want 400", path, err)
 		}
+	}
+}
+
+// TestPlatAttackRevokedKeyKeepsSession: ATTACK — an API key leaks and the
+// operator removes it from the sessions file. The reload succeeds, new
+// connections with the key get 401, but the attacker's live channels go on
+// for as long as it keeps them open: StaticResolver.Verify checks only that
+// the session is still listed for its organization, never the credential
+// that admitted the channel (a token at least expires). The same holds for
+// a key downgraded from controller to viewer: its live channel keeps
+// control and input. A revoked credential's live channels must end at the
+// next liveness check, as a removed session's do.
+func TestPlatAttackRevokedKeyKeepsSession(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
+	doc := func(keys string) string {
+		return "organizations: [{id: o1, api_keys: [" + keys + "]}]\nsessions:\n" +
+			"- {kind: task, id: t1, organization: o1, upstream: 'tcp://" + vnc.Addr() + "'}\n"
+	}
+	f := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(f, []byte(doc("leaked, kept")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sr, err := proxy.LoadStaticResolver(f, rfbparse.User)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startProxy(t, proxy.Config{Resolver: sr, Policy: rfbparse.DefaultPolicy(), LivenessPeriod: 50 * time.Millisecond})
+	attacker := &e2e{t: t, vnc: vnc, srv: srv, addr: addr}
+	attacker.connect("/v1/stream/vnc/task/t1?client_id=a&apikey=leaked", nil)
+	if err := os.WriteFile(f, []byte(doc("kept")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sr.Reload(f); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+"/v1/stream/vnc/task/t1?client_id=b&apikey=leaked", []string{"binary"}, nil); err == nil {
+		t.Fatal("the revoked key still opens new channels")
+	}
+	// Failure bound only: 60 liveness periods.
+	_ = attacker.view.NetConn().SetDeadline(time.Now().Add(3 * time.Second))
+	for err == nil {
+		_, err = attacker.rfb.ReadMessage()
+	}
+	var ce *rfbclient.CloseError
+	if !errors.As(err, &ce) {
+		t.Fatalf("a channel of a revoked API key is still live after the reload: %v", err)
 	}
 }

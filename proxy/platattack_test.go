@@ -251,3 +251,19 @@ func TestPlatAttackRevokedKeyKeepsSession(t *testing.T) {
 		t.Fatalf("a channel of a revoked API key is still live after the reload: %v", err)
 	}
 }
+
+// TestPlatAttackEmptyRoleWidens: ATTACK (careless operator) — the strict
+// sessions file refuses "role: owner" and "role: Viewer", but an explicit
+// empty role ("role: ''", what a template with an unset variable renders
+// when it quotes) silently makes the key a controller: the one mistake
+// that widens access is the one not caught. Only an absent role may mean
+// the default.
+func TestPlatAttackEmptyRoleWidens(t *testing.T) {
+	for _, role := range []string{`''`, `""`} {
+		doc := strings.Replace(goodSessions, "role: viewer", "role: "+role, 1)
+		f, err := proxy.ParseSessionsFile("s.yaml", []byte(doc), rfbparse.Agent)
+		if err == nil {
+			t.Errorf("role: %s accepted (%d organizations): the key it was meant to restrict is now a controller", role, len(f.Organizations))
+		}
+	}
+}

@@ -254,7 +254,7 @@ func TestPlatAttackRevokedKeyKeepsSession(t *testing.T) {
 
 // TestPlatAttackEmptyRoleWidens: ATTACK (careless operator) — the strict
 // sessions file refuses "role: owner" and "role: Viewer", but an explicit
-// empty role ("role: ”", what a template with an unset variable renders
+// empty role (role: "" — what a template with an unset variable renders
 // when it quotes) silently makes the key a controller: the one mistake
 // that widens access is the one not caught. Only an absent role may mean
 // the default.

@@ -267,3 +267,28 @@ func TestPlatAttackEmptyRoleWidens(t *testing.T) {
 		}
 	}
 }
+
+// TestPlatAttackBlankClientIDSessionsFile: ATTACK — "client_id is required
+// for every resolver", and the token and control-plane resolvers trim it
+// (resolve.Credentials: client_id=%20 is "missing client_id", 400). The
+// sessions-file resolver takes it raw, so a blank client_id ("%20", a tab)
+// is upgraded on both channels under --sessions, and "c1" and "c1%20" are
+// two different viewers' pairs there but one under tokens. A blank
+// client_id must be refused with 400 whatever the resolver.
+func TestPlatAttackBlankClientIDSessionsFile(t *testing.T) {
+	_, _, addr := rolesProxy(t, "agent", rfbparse.DefaultPolicy(), nil)
+	for _, id := range []string{"%20", "%09", "%20%20"} {
+		for _, path := range []string{rolesMsg, rolesVNC} {
+			c, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+path+"?apikey=kc&client_id="+id, []string{"binary"}, nil)
+			if err == nil {
+				c.Close()
+				t.Errorf("%s: client_id=%s (blank) was upgraded", path, id)
+				continue
+			}
+			var se *rfbclient.StatusError
+			if !asStatus(err, &se) || se.Status != 400 {
+				t.Errorf("%s client_id=%s: %v, want 400", path, id, err)
+			}
+		}
+	}
+}

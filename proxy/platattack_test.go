@@ -268,26 +268,31 @@ func TestPlatAttackEmptyRoleWidens(t *testing.T) {
 	}
 }
 
-// TestPlatAttackBlankClientIDSessionsFile: ATTACK — "client_id is required
+// TestPlatAttackBlankClientID: ATTACK — "client_id is required
 // for every resolver", and the token and control-plane resolvers trim it
 // (resolve.Credentials: client_id=%20 is "missing client_id", 400). The
 // sessions-file resolver takes it raw, so a blank client_id ("%20", a tab)
 // is upgraded on both channels under --sessions, and "c1" and "c1%20" are
 // two different viewers' pairs there but one under tokens. A blank
 // client_id must be refused with 400 whatever the resolver.
-func TestPlatAttackBlankClientIDSessionsFile(t *testing.T) {
-	_, _, addr := rolesProxy(t, "agent", rfbparse.DefaultPolicy(), nil)
-	for _, id := range []string{"%20", "%09", "%20%20"} {
-		for _, path := range []string{rolesMsg, rolesVNC} {
-			c, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+path+"?apikey=kc&client_id="+id, []string{"binary"}, nil)
-			if err == nil {
-				c.Close()
-				t.Errorf("%s: client_id=%s (blank) was upgraded", path, id)
-				continue
-			}
-			var se *rfbclient.StatusError
-			if !asStatus(err, &se) || se.Status != 400 {
-				t.Errorf("%s client_id=%s: %v, want 400", path, id, err)
+// The --target resolver (TargetResolver) takes it raw too.
+func TestPlatAttackBlankClientID(t *testing.T) {
+	_, _, sessions := rolesProxy(t, "agent", rfbparse.DefaultPolicy(), nil)
+	vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
+	_, target := startProxy(t, targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.Agent))
+	for _, addr := range []string{sessions, target} {
+		for _, id := range []string{"%20", "%09", "%20%20"} {
+			for _, path := range []string{rolesMsg, rolesVNC} {
+				c, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+path+"?apikey=kc&client_id="+id, []string{"binary"}, nil)
+				if err == nil {
+					c.Close()
+					t.Errorf("%s: client_id=%s (blank) was upgraded", path, id)
+					continue
+				}
+				var se *rfbclient.StatusError
+				if !asStatus(err, &se) || se.Status != 400 {
+					t.Errorf("%s client_id=%s: %v, want 400", path, id, err)
+				}
 			}
 		}
 	}

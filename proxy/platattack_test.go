@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -295,5 +296,35 @@ func TestPlatAttackBlankClientID(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestPlatAttackHugeSessionsFile: ATTACK (careless operator, or anyone who
+// can write the watched directory outside Kubernetes' 1 MiB ConfigMap cap) —
+// the sessions file is read and parsed whole, with no size bound: the YAML
+// node tree of a file costs ~60x its size, and the first mistake is found
+// only after the whole tree is built. Measured: a 32 MiB file takes 22 s and
+// allocates ~2 GB in the watcher's reload on a live proxy. Here a 2 MiB
+// file (an accidental `cat log >> sessions.yaml`) must be refused without
+// allocating more than a small multiple of its size.
+func TestPlatAttackHugeSessionsFile(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("organizations:\n  - id: o1\n    api_keys:\n")
+	for b.Len() < 2<<20 {
+		b.WriteString("      - [a, b, c, d, e, f, g, h]\n")
+	}
+	f := filepath.Join(t.TempDir(), "s.yaml")
+	if err := os.WriteFile(f, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	_, err := proxy.LoadStaticResolver(f, rfbparse.Agent)
+	runtime.ReadMemStats(&m1)
+	if err == nil {
+		t.Fatal("junk file accepted")
+	}
+	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 32<<20 {
+		t.Errorf("refusing a %d-byte sessions file allocated %d MiB (%v)", b.Len(), alloc>>20, err)
 	}
 }

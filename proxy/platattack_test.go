@@ -217,39 +217,43 @@ func TestPlatAttackLongClientID(t *testing.T) {
 // control and input. A revoked credential's live channels must end at the
 // next liveness check, as a removed session's do.
 func TestPlatAttackRevokedKeyKeepsSession(t *testing.T) {
-	vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
-	doc := func(keys string) string {
-		return "organizations: [{id: o1, api_keys: [" + keys + "]}]\nsessions:\n" +
-			"- {kind: task, id: t1, organization: o1, upstream: 'tcp://" + vnc.Addr() + "'}\n"
-	}
-	f := filepath.Join(t.TempDir(), "s.yaml")
-	if err := os.WriteFile(f, []byte(doc("leaked, kept")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sr, err := proxy.LoadStaticResolver(f, rfbparse.User)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, addr := startProxy(t, proxy.Config{Resolver: sr, Policy: rfbparse.DefaultPolicy(), LivenessPeriod: 50 * time.Millisecond})
-	attacker := &e2e{t: t, vnc: vnc, srv: srv, addr: addr}
-	attacker.connect("/v1/stream/vnc/task/t1?client_id=a&apikey=leaked", nil)
-	if err := os.WriteFile(f, []byte(doc("kept")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := sr.Reload(f); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+"/v1/stream/vnc/task/t1?client_id=b&apikey=leaked", []string{"binary"}, nil); err == nil {
-		t.Fatal("the revoked key still opens new channels")
-	}
-	// Failure bound only: 60 liveness periods.
-	_ = attacker.view.NetConn().SetDeadline(time.Now().Add(3 * time.Second))
-	for err == nil {
-		_, err = attacker.rfb.ReadMessage()
-	}
-	var ce *rfbclient.CloseError
-	if !errors.As(err, &ce) {
-		t.Fatalf("a channel of a revoked API key is still live after the reload: %v", err)
+	for _, tc := range []struct{ name, keys string }{
+		{"key removed", "kept"},
+		{"key downgraded to viewer", "{key: leaked, role: viewer}, kept"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
+			doc := func(keys string) string {
+				return "organizations: [{id: o1, api_keys: [" + keys + "]}]\nsessions:\n" +
+					"- {kind: task, id: t1, organization: o1, upstream: 'tcp://" + vnc.Addr() + "'}\n"
+			}
+			f := filepath.Join(t.TempDir(), "s.yaml")
+			if err := os.WriteFile(f, []byte(doc("leaked, kept")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			sr, err := proxy.LoadStaticResolver(f, rfbparse.User)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, addr := startProxy(t, proxy.Config{Resolver: sr, Policy: rfbparse.DefaultPolicy(), LivenessPeriod: 50 * time.Millisecond})
+			attacker := &e2e{t: t, vnc: vnc, srv: srv, addr: addr}
+			attacker.connect("/v1/stream/vnc/task/t1?client_id=a&apikey=leaked", nil)
+			if err := os.WriteFile(f, []byte(doc(tc.keys)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if changed, err := sr.Reload(f); err != nil || !changed {
+				t.Fatalf("reload: %v %v", changed, err)
+			}
+			// Failure bound only: 60 liveness periods.
+			_ = attacker.view.NetConn().SetDeadline(time.Now().Add(3 * time.Second))
+			for err == nil {
+				_, err = attacker.rfb.ReadMessage()
+			}
+			var ce *rfbclient.CloseError
+			if !errors.As(err, &ce) {
+				t.Fatalf("a controller channel of a revoked/downgraded API key is still live after the reload: %v", err)
+			}
+		})
 	}
 }
 

@@ -308,13 +308,13 @@ func TestPlatAttackBlankClientID(t *testing.T) {
 // the sessions file is read and parsed whole, with no size bound: the YAML
 // node tree of a file costs ~60x its size, and the first mistake is found
 // only after the whole tree is built. Measured: a 32 MiB file takes 22 s and
-// allocates ~2 GB in the watcher's reload on a live proxy. Here a 2 MiB
+// allocates ~2 GB in the watcher's reload on a live proxy. Here a 1.25 MiB
 // file (an accidental `cat log >> sessions.yaml`) must be refused without
 // allocating more than a small multiple of its size.
 func TestPlatAttackHugeSessionsFile(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("organizations:\n  - id: o1\n    api_keys:\n")
-	for b.Len() < 2<<20 {
+	for b.Len() < 5<<18 { // 1.25 MiB: just over a ConfigMap
 		b.WriteString("      - [a, b, c, d, e, f, g, h]\n")
 	}
 	f := filepath.Join(t.TempDir(), "s.yaml")
@@ -328,7 +328,7 @@ func TestPlatAttackHugeSessionsFile(t *testing.T) {
 	if err == nil {
 		t.Fatal("junk file accepted")
 	}
-	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 32<<20 {
+	if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 24<<20 {
 		t.Errorf("refusing a %d-byte sessions file allocated %d MiB (%v)", b.Len(), alloc>>20, err)
 	}
 }

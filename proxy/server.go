@@ -174,11 +174,14 @@ func New(cfg Config) (*Server, error) {
 // Stats is a snapshot of server-wide counters.
 type Stats struct {
 	Active, Total, UpgradeFailures int64
+	// Conns is the open sockets counted against MaxConns (viewers,
+	// upstreams, paused upstreams).
+	Conns int64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load()}
+	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load(), Conns: s.conns.Load()}
 }
 
 // ListenAndServe runs the event loops until Shutdown; it returns the error

@@ -2,6 +2,7 @@ package fuzz
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"vncedge/proxy"
+	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/proxy/proxytest/rfbtest"
 )
 
@@ -465,4 +467,68 @@ func TestAttackIDs(t *testing.T) {
 		t.Fatalf("control plane saw %q (want only the valid id); its answer gave %q", seen, head)
 	}
 	p.alive()
+}
+
+// TestAttackCloseReasonLabels: 70 viewers each end their session with a
+// different "unknown client message type N"; the close_reason label stays
+// in its fixed set (one rfb-unknown-message series), and a real reason that
+// follows (viewer-closed) keeps its own label (before issue 13 the 64-value budget filled
+// and later reasons counted as "other").
+func TestAttackCloseReasonLabels(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	p := startEdge(t, "--target", "tcp://"+vnc.Addr())
+	const n = 70
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c, err := rfbclient.DialWS(ctx, "ws://"+p.addr+"/websockify", []string{"binary"}, nil)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := rfbclient.Handshake(c, rfbclient.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.WriteRaw([]byte{byte(160 + i), 0, 0, 0, 0, 0, 0, 0}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+		for err == nil {
+			_, err = cl.ReadMessage()
+		}
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := rfbclient.DialWS(ctx, "ws://"+p.addr+"/websockify", []string{"binary"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rfbclient.Handshake(c, rfbclient.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.CloseWith(1000, "bye") // a real reason: viewer-closed
+	var text string
+	ok := settle(10*time.Second, func() bool {
+		text = p.metricsText()
+		return strings.Contains(text, `vncedge_sessions_total{close_reason="rfb-unknown-message"} 70`) &&
+			strings.Contains(text, `vncedge_sessions_total{close_reason="viewer-closed"} 1`)
+	})
+	if !ok {
+		t.Fatalf("close_reason series:\n%s", grepLines(text, "vncedge_sessions_total{"))
+	}
+	if strings.Contains(text, "unknown client message type") {
+		t.Fatalf("a peer-chosen reason became a label:\n%s", grepLines(text, "vncedge_sessions_total{"))
+	}
+	p.alive()
+}
+
+func grepLines(text, sub string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

@@ -186,25 +186,31 @@ func silentListener(t *testing.T) string {
 const floodRSSBound = 96 << 10 // kB
 
 // TestAttackViewerFloods: one viewer that never reads floods pings, bad JSON
-// or clipboard pastes (to a DevTools endpoint that never answers); vncedge's
-// peak RSS must stay within floodRSSBound of its baseline, the process must
-// live, and the flood must not start a goroutine per message.
+// or clipboard pastes (to a DevTools endpoint that never answers). vncedge's
+// peak RSS must stay within floodRSSBound of its baseline and the process
+// must live; and, whatever rate the (race-built, loaded) server managed:
+// pings get at most half as many pongs (at most one owed at a time: main
+// answered every one), a bad-JSON flood is ended (slow-consumer) once its
+// replies pass the channel's cap, and a paste flood does not start
+// a goroutine per message (main: one each, blocked on the silent endpoint).
 func TestAttackViewerFloods(t *testing.T) {
 	vnc := rfbtest.NewServer(t, rfbtest.Options{})
 	cdp := silentListener(t)
+	const pingFrame = 2 + 4 + 125
 	ping := bytes.Repeat(clientFrame(ws.OpPing, bytes.Repeat([]byte{'p'}, 125)), 512)
 	badJSON := bytes.Repeat(clientFrame(ws.OpText, []byte("{x")), 8192)
-	paste := clientFrame(ws.OpText, []byte(`{"kind":"clipboard-paste","text":"`+strings.Repeat("v", proxy.MaxClipboardText-64)+`"}`))
+	paste := clientFrame(ws.OpText, []byte(`{"kind":"clipboard-paste","text":"`+strings.Repeat("v", 16<<10)+`"}`))
 	msgs := "/v1/stream/messages/browser_session/pbs_flood?client_id=c1"
 	for _, tc := range []struct {
 		name, path string
 		batch      []byte
 		total      int64
+		skip       int // RFB banner before the frames we count
 	}{
-		{"ping-vnc", "/websockify", ping, 256 << 20},
-		{"ping-messages", msgs, ping, 256 << 20},
-		{"bad-json", msgs, badJSON, 64 << 20},
-		{"paste-silent-cdp", msgs, paste, 256 << 20},
+		{"ping-vnc", "/websockify", ping, 256 << 20, 2 + 12},
+		{"ping-messages", msgs, ping, 256 << 20, 0},
+		{"bad-json", msgs, badJSON, 64 << 20, 0},
+		{"paste-silent-cdp", msgs, paste, 256 << 20, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--cdp-url", "http://"+cdp, "--control", "user")
@@ -230,13 +236,27 @@ func TestAttackViewerFloods(t *testing.T) {
 			<-watched
 			p.alive()
 			hwm := p.status("VmHWM")
-			t.Logf("%s: sent %d MiB; VmHWM %d kB (baseline %d kB, +%d kB); goroutines peak %v (baseline %v)",
-				tc.name, sent>>20, hwm, base, hwm-base, peakG, baseG)
+			got := drainFrames(c, tc.skip, time.Second)
+			t.Logf("%s: sent %d KiB; VmHWM %d kB (baseline %d kB, +%d kB); goroutines peak %v (baseline %v); read back %d pongs, %d messages, close %q, ended %v",
+				tc.name, sent>>10, hwm, base, hwm-base, peakG, baseG, got.pongs, got.data, got.reason, got.ended)
 			if hwm-base > floodRSSBound {
 				t.Errorf("peak RSS grew by %d kB (bound %d kB)", hwm-base, floodRSSBound)
 			}
 			if peakG > baseG+16 {
 				t.Errorf("goroutines rose to %v during the flood (baseline %v)", peakG, baseG)
+			}
+			switch tc.name {
+			case "ping-vnc", "ping-messages":
+				if pings := int(sent / pingFrame); got.pongs > pings/2 {
+					t.Errorf("%d pongs for %d pings: more than one owed at a time", got.pongs, pings)
+				}
+			case "bad-json":
+				// Past the cap the session ends (slow-consumer) and, the
+				// viewer reading nothing, is closed after CloseTimeout with
+				// what was queued: few replies, then the end of the stream.
+				if msgs := int(sent / 8); !got.ended && got.reason != "slow-consumer" || got.data > msgs/2 {
+					t.Errorf("bad-JSON flood: %d replies for %d messages, close %q, ended %v", got.data, msgs, got.reason, got.ended)
+				}
 			}
 		})
 	}

@@ -200,17 +200,21 @@ func TestAttackViewerFloods(t *testing.T) {
 	ping := bytes.Repeat(clientFrame(ws.OpPing, bytes.Repeat([]byte{'p'}, 125)), 512)
 	badJSON := bytes.Repeat(clientFrame(ws.OpText, []byte("{x")), 8192)
 	paste := clientFrame(ws.OpText, []byte(`{"kind":"clipboard-paste","text":"`+strings.Repeat("v", 16<<10)+`"}`))
+	takeFrame := clientFrame(ws.OpText, []byte(`{"kind":"take-control"}`))
+	takeControl := bytes.Repeat(takeFrame, 1024)
 	msgs := "/v1/stream/messages/browser_session/pbs_flood?client_id=c1"
 	for _, tc := range []struct {
 		name, path string
 		batch      []byte
 		total      int64
 		skip       int // RFB banner before the frames we count
+		per        int // bytes per flooding frame
 	}{
-		{"ping-vnc", "/websockify", ping, 256 << 20, 2 + 12},
-		{"ping-messages", msgs, ping, 256 << 20, 0},
-		{"bad-json", msgs, badJSON, 64 << 20, 0},
-		{"paste-silent-cdp", msgs, paste, 256 << 20, 0},
+		{"ping-vnc", "/websockify", ping, 256 << 20, 2 + 12, pingFrame},
+		{"ping-messages", msgs, ping, 256 << 20, 0, pingFrame},
+		{"bad-json", msgs, badJSON, 64 << 20, 0, 8},
+		{"paste-silent-cdp", msgs, paste, 256 << 20, 0, len(paste)},
+		{"take-control", msgs, takeControl, 64 << 20, 0, len(takeFrame)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--cdp-url", "http://"+cdp, "--control", "user")
@@ -247,15 +251,16 @@ func TestAttackViewerFloods(t *testing.T) {
 			}
 			switch tc.name {
 			case "ping-vnc", "ping-messages":
-				if pings := int(sent / pingFrame); got.pongs > pings/2 {
+				if pings := int(sent) / tc.per; got.pongs > pings/2 {
 					t.Errorf("%d pongs for %d pings: more than one owed at a time", got.pongs, pings)
 				}
-			case "bad-json":
+			case "bad-json": // (a take-control flood is slower to answer: its replies may all fit in the kernel's buffers)
 				// Past the cap the session ends (slow-consumer) and, the
 				// viewer reading nothing, is closed after CloseTimeout with
 				// what was queued: few replies, then the end of the stream.
-				if msgs := int(sent / 8); !got.ended && got.reason != "slow-consumer" || got.data > msgs/2 {
-					t.Errorf("bad-JSON flood: %d replies for %d messages, close %q, ended %v", got.data, msgs, got.reason, got.ended)
+				msgs := int(sent) / tc.per
+				if !got.ended && got.reason != "slow-consumer" || got.data > msgs/2 {
+					t.Errorf("%d replies for %d messages, close %q, ended %v", got.data, msgs, got.reason, got.ended)
 				}
 			}
 		})

@@ -557,3 +557,40 @@ func grepLines(text, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestAttackHalfOpenAndOversize: a viewer that upgrades and then never
+// answers a ping is closed (ping-timeout); one that announces a 1 GiB frame
+// gets 1009 and is closed, without vncedge buffering the frame.
+func TestAttackHalfOpenAndOversize(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{})
+	p := startEdge(t, "--target", "tcp://"+vnc.Addr(), "--ping-interval", "200ms", "--max-frame", "65536")
+	base := p.fds()
+
+	half := openRaw(t, "127.0.0.5", p.addr, "/websockify")
+	defer half.Close()
+	got := drainFrames(half, 2+12, 15*time.Second) // reads, never answers: pings pile up unanswered
+	if !got.ended {
+		t.Fatalf("half-open viewer not closed: %+v", got)
+	}
+
+	big := openRaw(t, "127.0.0.5", p.addr, "/websockify")
+	defer big.Close()
+	if _, err := big.Write([]byte{0x82, 0xff, 0, 0, 0, 0, 0x40, 0, 0, 0, 1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	flood(big, bytes.Repeat([]byte{0xaa}, 64<<10), 32<<20, 2*time.Second) // the promised payload, in part
+	got = drainFrames(big, 2+12, 10*time.Second)
+	if !got.ended && !got.closed {
+		t.Fatalf("oversize frame: viewer not closed: %+v", got)
+	}
+	if got.closed && !strings.Contains(got.reason, "too big") {
+		t.Fatalf("oversize frame: close reason %q", got.reason)
+	}
+	if !settle(10*time.Second, func() bool { return p.fds() <= base }) {
+		t.Fatalf("descriptors: %d, baseline %d", p.fds(), base)
+	}
+	if hwm := p.status("VmHWM"); hwm > 128<<10 {
+		t.Fatalf("VmHWM %d kB after a 1 GiB frame header", hwm)
+	}
+	p.alive()
+}

@@ -347,19 +347,14 @@ func (f *frameCounter) OnControl(op ws.OpCode, payload []byte) error {
 // drainFrames reads server frames from c (after the 101) until EOF, a close
 // frame, or idle passes without a byte, and counts them. For a bound only:
 // a loaded machine can make it stop early, never count more than was sent.
-func drainFrames(c net.Conn, skip int, idle time.Duration) *frameCounter {
+func drainFrames(c net.Conn, idle time.Duration) *frameCounter {
 	f := &frameCounter{}
 	d := wsframe.Decoder{Role: wsframe.Client, MaxPayload: 64 << 20, AllowText: true}
 	buf := make([]byte, 64<<10)
 	for !f.closed {
 		_ = c.SetReadDeadline(time.Now().Add(idle))
 		n, err := c.Read(buf)
-		p := buf[:n]
-		if skip > 0 { // raw bytes before the first frame (an RFB banner)
-			k := min(skip, n)
-			p, skip = p[k:], skip-k
-		}
-		if d.Feed(p, f) != nil {
+		if d.Feed(buf[:n], f) != nil {
 			break
 		}
 		if err != nil {

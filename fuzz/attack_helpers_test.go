@@ -315,3 +315,53 @@ func flood(c net.Conn, batch []byte, total int64, d time.Duration) int64 {
 	}
 	return sent
 }
+
+// frameCounter counts the server frames a flooding client reads back.
+type frameCounter struct {
+	pongs, data int
+	closed      bool   // a close frame came
+	reason      string // its reason
+	ended       bool   // the server closed the connection (EOF or reset)
+}
+
+func (f *frameCounter) OnData(_ ws.OpCode, _ []byte, fin bool) error {
+	if fin {
+		f.data++
+	}
+	return nil
+}
+
+func (f *frameCounter) OnControl(op ws.OpCode, payload []byte) error {
+	switch op {
+	case ws.OpPong:
+		f.pongs++
+	case ws.OpClose:
+		f.closed = true
+		if len(payload) > 2 {
+			f.reason = string(payload[2:])
+		}
+	}
+	return nil
+}
+
+// drainFrames reads server frames from c (after the 101) until EOF, a close
+// frame, or idle passes without a byte, and counts them. For a bound only:
+// a loaded machine can make it stop early, never count more than was sent.
+func drainFrames(c net.Conn, idle time.Duration) *frameCounter {
+	f := &frameCounter{}
+	d := wsframe.Decoder{Role: wsframe.Client, MaxPayload: 64 << 20, AllowText: true}
+	buf := make([]byte, 64<<10)
+	for !f.closed {
+		_ = c.SetReadDeadline(time.Now().Add(idle))
+		n, err := c.Read(buf)
+		if d.Feed(buf[:n], f) != nil {
+			break
+		}
+		if err != nil {
+			var ne net.Error
+			f.ended = !errors.As(err, &ne) || !ne.Timeout()
+			break
+		}
+	}
+	return f
+}

@@ -195,3 +195,23 @@ func TestPairTakeoverStartsFresh(t *testing.T) {
 	b.send(map[string]string{"kind": "clipboard-copy"})
 	b.expect("error", "failed_kind", "clipboard-copy") // B has no DevTools endpoint; never A's
 }
+
+// TestLargeCopiedTextReachesReadingViewer: a copied-text whose JSON is larger
+// than the message channel's outbound cap (1 MiB of '<', escaped to 6 MiB)
+// still reaches a viewer that reads: the cap is checked before a write.
+func TestLargeCopiedTextReachesReadingViewer(t *testing.T) {
+	vnc := rfbtest.NewServer(t, rfbtest.Options{HoldIncremental: true})
+	big := strings.Repeat("<", proxy.MaxClipboardText)
+	clip := &fakeClipboard{selected: big, inserted: make(chan string, 1)}
+	cfg := targetConfig(t, "tcp://"+vnc.Addr(), rfbparse.User)
+	cfg.NewClipboard = func(string, http.Header) proxy.ClipboardClient { return clip }
+	cfg.Resolver.(*proxy.TargetResolver).CDPURL = "http://127.0.0.1:1"
+	_, addr := startProxy(t, cfg)
+	mc := dialMessages(t, addr, "/v1/stream/messages/browser_session/pbs_1?client_id=c1")
+	mc.expect("interactor", "interactor", "user")
+	mc.send(map[string]string{"kind": "clipboard-copy"})
+	v := mc.next()
+	if text, _ := v["text"].(string); v["kind"] != "copied-text" || text != big {
+		t.Fatalf("got kind %v with %d bytes of text (%v), want the whole copied-text", v["kind"], len(text), v["message"])
+	}
+}

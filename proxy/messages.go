@@ -199,7 +199,9 @@ func (s *session) handleMessage(in *inMessage) {
 		if in.Kind == "cede-control" {
 			to = rfbparse.Agent
 		}
-		s.logger().Info("control changed", "to", to.String())
+		if reg.control(p) != to { // a flood of take-control logs once
+			s.logger().Info("control changed", "to", to.String())
+		}
 		if vnc := reg.setControl(p, to); vnc != nil {
 			// The confirmation goes out once the VNC channel applied it.
 			err := vnc.viewer.EventLoop().Execute(context.Background(), &controlChange{s: vnc, to: to, confirm: s})
@@ -221,7 +223,11 @@ func (s *session) handleMessage(in *inMessage) {
 		}
 		s.startPaste(in.Kind, *in.Text)
 	default:
-		s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "unknown message kind"}, true)
+		kind := in.Kind
+		if len(kind) > 64 { // echoed: a peer's 1 MiB kind is not worth 1 MiB of reply
+			kind = kind[:64]
+		}
+		s.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: "unknown message kind"}, true)
 	}
 }
 

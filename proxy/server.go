@@ -234,11 +234,15 @@ type Stats struct {
 	Active, Total, UpgradeFailures int64
 	// TLSFailures counts failed TLS handshakes on the listener.
 	TLSFailures int64
+	// Conns is the open sockets counted against MaxConns (viewers,
+	// upstreams, paused upstreams, TLS bridges).
+	Conns int64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
-	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load(), TLSFailures: s.tlsFailures.Load()}
+	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load(),
+		TLSFailures: s.tlsFailures.Load(), Conns: s.conns.Load()}
 }
 
 // ListenAndServe runs the event loops until Shutdown; it returns the error

@@ -14,8 +14,9 @@ import (
 // Every byte vncedge queues for a viewer counts against one cap: RFB data
 // (serverBytes), pongs, close frames and message-channel messages. gnet's
 // outbound buffer is unbounded, so the cap is checked after every write; a
-// viewer over it is closed with 1008 slow-consumer. Its close frame is the
-// one write allowed past the cap (one per session: end runs once).
+// viewer over it is closed with 1008 slow-consumer. Past the cap only the
+// close frame goes out (one per session: end runs once); a message channel
+// may hold its cap plus the one message written while under it.
 
 // maxMessagesOutbound bounds what is queued for a message channel: room for
 // one copied-text of MaxClipboardText and small messages around it.
@@ -58,7 +59,10 @@ func (s *session) pongViewer(payload []byte) {
 }
 
 // writeMessage writes one JSON text frame to a message channel within its
-// cap, on the loop. body is not kept.
+// cap, on the loop. The cap is checked before the write, so one message
+// larger than the cap (a copied-text of 1 MiB whose JSON escapes grew it)
+// still goes out to a viewer that reads: the outbound stays under the cap
+// plus one message. body is not kept.
 func (s *session) writeMessage(body []byte) {
 	if s.state != stRelay || s.overViewerCap() {
 		return
@@ -68,7 +72,6 @@ func (s *session) writeMessage(body []byte) {
 	s.vec[0], s.vec[1] = hdr[:n], body
 	_, _ = s.viewer.Writev(s.vec[:])
 	s.vec[0], s.vec[1] = nil, nil
-	s.overViewerCap()
 }
 
 // messageFrame is the JSON of m (fixed messages are encoded once).

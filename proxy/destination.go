@@ -131,6 +131,9 @@ func (g *destGuard) nameAllowed(host string) bool {
 // denied reports whether ap is one of vncedge's own listening addresses.
 func (g *destGuard) denied(ap netip.AddrPort) bool {
 	a := ap.Addr().Unmap()
+	if a.IsUnspecified() {
+		a = netip.MustParseAddr("127.0.0.1") // connecting to 0.0.0.0 or :: reaches this machine
+	}
 	for _, d := range g.deny {
 		switch {
 		case d.Port() != ap.Port():

@@ -40,9 +40,10 @@ func checkHeaders(field string, h map[string]string) error {
 }
 
 // cdpHeader builds a route's CDPHeader: the headers configured for the
-// DevTools endpoint (cdp_headers), plus the routed edge's x-api-key only when
-// the DevTools endpoint is that same edge over TLS (wss/https, same host and
-// port as the wss upstream the key was built for). Nothing else of the
+// DevTools endpoint (cdp_headers), plus, when up is given (the token
+// resolver: the operator's --upstream-api-key for routed edges), its
+// x-api-key only when the DevTools endpoint is that same edge over TLS
+// (wss/https, same host and port as the wss upstream). Nothing else of the
 // upstream's headers goes to DevTools.
 func cdpHeader(up *url.URL, upHeader http.Header, cdp string, configured map[string]string) http.Header {
 	h := http.Header{}

@@ -5,10 +5,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,6 +133,24 @@ func TestHostileUpstreamHeaders(t *testing.T) {
 					t.Fatalf("resolve with %s_headers %q: %v, want 502", field, name, err)
 				}
 			})
+		}
+	}
+}
+
+// TestHostileManyUpstreamHeaders: a control plane cannot make vncedge send
+// an upstream a huge handshake: more than 32 headers, or over 8 KiB, is a
+// malformed answer.
+func TestHostileManyUpstreamHeaders(t *testing.T) {
+	many := map[string]string{}
+	for i := range 33 {
+		many[fmt.Sprintf("X-H%d", i)] = "v"
+	}
+	for name, h := range map[string]map[string]string{"count": many, "size": {"X-Big": strings.Repeat("v", 9<<10)}} {
+		cp := newControlPlane(t)
+		cp.set("browser_session/pbs_1", func(s *SessionInfo) { liveSession(s); s.UpstreamHeaders = h })
+		h := newHTTPResolver(t, cp, &clock{t: t0})
+		if _, err := h.Resolve(context.Background(), request(vncPath, keyQuery())); resolveStatusOf(err) != http.StatusBadGateway {
+			t.Errorf("%s: %v, want 502", name, err)
 		}
 	}
 }

@@ -10,8 +10,13 @@ import (
 	"vncedge/proxy"
 )
 
-// maxResponseHead bounds a control-plane response head.
+// maxResponseHead bounds a control-plane response head, and the headers a
+// control plane may ask vncedge to send (upstream_headers, cdp_headers).
 const maxResponseHead = 8 << 10
+
+// maxRouteHeaders bounds the number of headers in upstream_headers or
+// cdp_headers.
+const maxRouteHeaders = 32
 
 // noRedirects is every vncedge HTTP client's CheckRedirect: a redirect would
 // carry the viewer's credential (Go copies non-standard headers along, https
@@ -31,7 +36,14 @@ func newControlPlaneClient(timeout time.Duration) *http.Client {
 // (upstream_headers, cdp_headers): valid fields, neither Host nor a
 // hop-by-hop or handshake header.
 func checkHeaders(field string, h map[string]string) error {
+	if len(h) > maxRouteHeaders {
+		return fmt.Errorf("%w: %s: more than %d headers", errMalformed, field, maxRouteHeaders)
+	}
+	size := 0
 	for k, v := range h {
+		if size += len(k) + len(v) + 4; size > maxResponseHead {
+			return fmt.Errorf("%w: %s: over %d bytes", errMalformed, field, maxResponseHead)
+		}
 		if err := proxy.CheckUpstreamHeader(k, v); err != nil {
 			return fmt.Errorf("%w: %s: %w", errMalformed, field, err)
 		}

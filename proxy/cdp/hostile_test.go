@@ -163,7 +163,7 @@ func TestHostileHugeSelection(t *testing.T) {
 	}
 	grew := int64(peak) - int64(base)
 	t.Logf("40 MB selection: error %q, heap peak %d bytes over the base", err, grew)
-	if grew > 12<<20 {
+	if grew > 16<<20 { // the kept chunks (≤ maxMessage) and collector slack
 		t.Errorf("heap peaked %d bytes over the base during a 40 MB answer", grew)
 	}
 	if got, err := c.SelectedText(testCtx(t)); err != nil || got != "ok" {

@@ -504,6 +504,53 @@ func TestHostileBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("cdp-events-after-leave", func(t *testing.T) {
+		event := ws.MustCompileFrame(ws.NewTextFrame([]byte(`{"method":"Network.dataReceived","params":{"blob":"` +
+			strings.Repeat("e", 10<<20) + `"}}`)))
+		closed := make(chan time.Time, 1)
+		var sentMB atomic.Int64
+		ep := devtools(t, "127.0.0.1", func(c net.Conn, id int64, method string) error {
+			switch method {
+			case "Target.getTargets":
+				return writeJSONFrame(c, map[string]any{"id": id, "result": map[string]any{"targetInfos": []map[string]string{{"targetId": "T1", "type": "page", "url": "https://x.test/"}}}})
+			case "Target.attachToTarget":
+				return writeJSONFrame(c, map[string]any{"id": id, "result": map[string]string{"sessionId": "S1"}})
+			case "Runtime.evaluate":
+				if err := writeJSONFrame(c, map[string]any{"id": id, "result": map[string]any{"result": map[string]string{"type": "string", "value": "sel"}}}); err != nil {
+					return err
+				}
+				// Then events nobody asked for, for as long as vncedge reads them.
+				go func() {
+					for {
+						if _, err := c.Write(event); err != nil {
+							closed <- time.Now()
+							return
+						}
+						sentMB.Add(10)
+					}
+				}()
+				return nil
+			}
+			return writeJSONFrame(c, map[string]any{"id": id, "result": map[string]any{}})
+		})
+		p := startEdge(t, "--target", "tcp://"+freeTCP(t), "--cdp-url", "ws://"+ep+"/devtools/browser/h")
+		mc := dialMsgChannel(t, p.listen, "/v1/stream/messages/browser_session/b1?client_id=c1")
+		mc.next(t)
+		mc.send(t, map[string]string{"kind": "clipboard-copy"})
+		if k, _, _ := mc.next(t); k != "copied-text" {
+			t.Fatalf("copy: %q", k)
+		}
+		mc.c.Close()
+		left := time.Now()
+		select {
+		case at := <-closed:
+			t.Logf("HOSTILE cdp-events-after-leave: DevTools connection closed %v after the viewer left (%d MB of events sent)", at.Sub(left).Round(time.Millisecond), sentMB.Load())
+		case <-time.After(10 * time.Second):
+			t.Errorf("the DevTools connection outlived the pair's last channel by 10 s (%d MB of events read meanwhile)", sentMB.Load())
+		}
+		p.checkPeak(t, "cdp-events-after-leave", 96)
+	})
+
 	t.Run("cdp-credential", func(t *testing.T) {
 		host := nonLoopbackIPv4(t)
 		var leaked atomic.Value

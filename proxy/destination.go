@@ -231,3 +231,20 @@ func (srv *Server) vetCDP(rt *Route) {
 		rt.CDPURL, rt.CDPHeader = "", nil
 	}
 }
+
+// DialControl returns a net.Dialer.Control that refuses connections outside
+// allow (as Config.UpstreamAllow) or to the never-dialed addresses (deny:
+// host:port, e.g. the listen and admin addresses), for dials to the URL
+// rawURL: the clipboard's DevTools client gets the upstreams' rule at
+// connect time. It returns nil for an empty allow list and no deny list.
+func DialControl(rawURL string, allow []string, deny ...string) (func(network, address string, c syscall.RawConn) error, error) {
+	g, err := newDestGuard(allow, deny...)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad URL", ErrDestinationDenied)
+	}
+	return g.control(u.Hostname()), nil
+}

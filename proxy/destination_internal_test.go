@@ -71,3 +71,18 @@ func TestDestGuard(t *testing.T) {
 		t.Error("no allow list: our own listen address was allowed")
 	}
 }
+
+func TestDialControl(t *testing.T) {
+	ctl, err := DialControl("http://devtools.example:9222", []string{"10.0.0.0/8"}, "127.0.0.1:6081")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for addr, deny := range map[string]bool{"10.2.3.4:9222": false, "192.0.2.9:9222": true, "127.0.0.1:6081": true} {
+		if err := ctl("tcp", addr, nil); (err != nil) != deny {
+			t.Errorf("DevTools dial to %s: %v, want denied %v", addr, err, deny)
+		}
+	}
+	if _, err := DialControl("http://x", []string{"bad entry"}); err == nil {
+		t.Error("a bad allow entry was accepted")
+	}
+}

@@ -69,7 +69,7 @@ func newLiveness(period, grace time.Duration) *liveness {
 }
 
 // round takes the live routes now (a route and its sessions per platform
-// session), ends those unverified past grace and starts the checks the
+// session, and in lastOK when a viewer's route was last resolved), ends those unverified past grace and starts the checks the
 // budgets allow, oldest-verified first.
 func (l *liveness) round(now time.Time, current map[liveKey]*liveGroup) {
 	l.mu.Lock()
@@ -82,7 +82,12 @@ func (l *liveness) round(now time.Time, current map[liveKey]*liveGroup) {
 		g := l.groups[k]
 		if g == nil {
 			g = &liveGroup{lastOK: now, lastDone: now}
+			if !in.lastOK.IsZero() && in.lastOK.Before(now) {
+				g.lastOK = in.lastOK // when its route was resolved: the first success
+			}
 			l.groups[k] = g
+		} else if in.lastOK.After(g.lastOK) && !in.lastOK.After(now) {
+			g.lastOK = in.lastOK // a viewer's route was resolved since: a success
 		}
 		g.rt, g.sessions, g.seen = in.rt, in.sessions, true
 		if l.grace > 0 && now.Sub(g.lastOK) >= l.grace {

@@ -29,3 +29,12 @@ func copyTooLarge(text string) error {
 	}
 	return nil
 }
+
+// dropIfIdle closes the pair's DevTools client when the pair lost its last
+// channel while a copy or paste was in flight (that call may have opened it
+// after registry.detach dropped the previous one).
+func (srv *Server) dropIfIdle(p *pair) {
+	if vnc, msg := srv.reg.peers(p); vnc == nil && msg == nil {
+		p.clip.drop()
+	}
+}

@@ -131,6 +131,9 @@ func (g *destGuard) nameAllowed(host string) bool {
 // denied reports whether ap is one of vncedge's own listening addresses.
 func (g *destGuard) denied(ap netip.AddrPort) bool {
 	a := ap.Addr().Unmap()
+	if a.IsUnspecified() {
+		a = netip.MustParseAddr("127.0.0.1") // connecting to 0.0.0.0 or :: reaches this machine
+	}
 	for _, d := range g.deny {
 		switch {
 		case d.Port() != ap.Port():
@@ -227,4 +230,21 @@ func (srv *Server) vetCDP(rt *Route) {
 		srv.cfg.Logger.Warn("DevTools endpoint not allowed: clipboard off", "kind", rt.Kind, "id", rt.ID, "err", err.Error())
 		rt.CDPURL, rt.CDPHeader = "", nil
 	}
+}
+
+// DialControl returns a net.Dialer.Control that refuses connections outside
+// allow (as Config.UpstreamAllow) or to the never-dialed addresses (deny:
+// host:port, e.g. the listen and admin addresses), for dials to the URL
+// rawURL: the clipboard's DevTools client gets the upstreams' rule at
+// connect time. It returns nil for an empty allow list and no deny list.
+func DialControl(rawURL string, allow []string, deny ...string) (func(network, address string, c syscall.RawConn) error, error) {
+	g, err := newDestGuard(allow, deny...)
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bad URL", ErrDestinationDenied)
+	}
+	return g.control(u.Hostname()), nil
 }

@@ -185,3 +185,22 @@ func TestHostileRouteHeaders(t *testing.T) {
 	}
 
 }
+
+// TestHostileUpstreamUnspecifiedAddress: 0.0.0.0 and [::] reach this
+// machine: aimed at the listen port they are refused too.
+func TestHostileUpstreamUnspecifiedAddress(t *testing.T) {
+	listen := freeAddr(t)
+	_, port, _ := net.SplitHostPort(listen)
+	for _, host := range []string{"0.0.0.0", "[::]", "localhost", "[::ffff:127.0.0.1]"} {
+		cfg := targetConfig(t, "ws://"+host+":"+port+"/", rfbparse.User)
+		cfg.Addr = listen
+		srv, addr, stop := startOwnedProxy(t, cfg)
+		if s := dialStatusOf(t, addr); s != http.StatusBadGateway {
+			t.Fatalf("upstream %s:%s (our listen port): status %d, want 502", host, port, s)
+		}
+		if tot := srv.Stats().Total; tot != 1 {
+			t.Fatalf("upstream %s: %d viewer connections: vncedge dialed itself", host, tot)
+		}
+		stop() // frees the port for the next host
+	}
+}

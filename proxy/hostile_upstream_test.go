@@ -12,16 +12,19 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"vncedge/proxy"
 	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/proxy/proxytest/teststack"
 	"vncedge/rfbparse"
+	"vncedge/tracing"
 )
 
 // hostileWS is a ws (or, with TLS, wss) upstream written for the tests: it
@@ -406,11 +409,20 @@ func TestHostileWSSStalledDial504(t *testing.T) {
 		_ = c.(*tls.Conn).Handshake()
 		_, _ = io.Copy(io.Discard, c)
 	})
-	for name, target := range map[string]string{"tls": silentListener(t), "http": silentTLS.addr()} {
+	tp, err := tracing.Setup(context.Background(), tracing.Config{Enabled: true, SampleRatio: 1, ServiceName: "vncedge"},
+		tracing.WithExporter(tracetest.NewInMemoryExporter()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	for name, target := range map[string]string{"tls": silentListener(t), "http": silentTLS.addr(), "tls traced": silentListener(t)} {
 		t.Run(name, func(t *testing.T) {
 			cfg := targetConfig(t, "wss://"+target+"/", rfbparse.User)
 			cfg.DialTimeout = dialTimeout
 			cfg.UpstreamTLS = cliTLS
+			if strings.HasSuffix(name, "traced") {
+				cfg.Tracing = tp // the TLS handshake runs in its own span
+			}
 			_, addr := startProxy(t, cfg)
 			_, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+"/", []string{"binary"}, nil)
 			var se *rfbclient.StatusError

@@ -299,6 +299,7 @@ func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
 	if msg == nil {
 		return // nobody to tell
 	}
+	defer srv.dropIfIdle(p)
 	ctx, cancel := context.WithTimeout(tctx, srv.cfg.ClipboardTimeout)
 	defer cancel()
 	done := srv.clipboardCall(ctx, "copy")
@@ -321,6 +322,7 @@ func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
 
 // pasteText types text into the remote page (off loop).
 func (srv *Server) pasteText(tctx context.Context, log *slog.Logger, p *pair, kind, text string) {
+	defer srv.dropIfIdle(p)
 	ctx, cancel := context.WithTimeout(tctx, srv.cfg.ClipboardTimeout)
 	defer cancel()
 	done := srv.clipboardCall(ctx, "paste")

@@ -432,8 +432,11 @@ func (s *Server) checkLiveness(now time.Time) {
 		k := liveKey{rt.Organization, rt.Kind, rt.ID}
 		g := groups[k]
 		if g == nil {
-			g = &liveGroup{rt: rt}
+			g = &liveGroup{rt: rt, lastOK: sess.start}
 			groups[k] = g
+		}
+		if sess.start.After(g.lastOK) {
+			g.lastOK = sess.start // the newest resolve: its route was live then
 		}
 		g.sessions = append(g.sessions, sess)
 	}

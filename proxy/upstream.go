@@ -112,6 +112,12 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 			if raw != nil {
 				raw.Close() // the dialer closes only on its own errors
 			}
+			if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+				// The dial timed out, whatever error the interrupted step
+				// reported (a TLS handshake cut by its context reports
+				// "use of closed connection"): 504, not 502.
+				err = fmt.Errorf("%w: %w", cerr, err)
+			}
 			return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 		}
 		_ = raw.SetDeadline(time.Time{})

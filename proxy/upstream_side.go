@@ -68,9 +68,14 @@ func (s *session) sendOwedPong() {
 }
 
 // upstreamIdle reports whether the upstream has sent nothing for
-// UpstreamIdleTimeout (0: never).
+// UpstreamIdleTimeout (0: never). A paused upstream (a slow viewer) is not
+// read, so not idle.
 func (s *session) upstreamIdle(now time.Time) bool {
 	t := s.srv.cfg.UpstreamIdleTimeout
+	if s.paused {
+		s.lastUpstream = now.UnixNano()
+		return false
+	}
 	return t > 0 && now.Sub(time.Unix(0, s.lastUpstream)) >= t
 }
 

@@ -259,6 +259,14 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		}
 		cfg.TLS = cf.tlsConfig()
 	}
+	cfg.NewClipboard = func(endpoint string, h http.Header) proxy.ClipboardClient {
+		// DevTools dials follow the upstreams' destination rule, at connect time.
+		ctl, err := proxy.DialControl(endpoint, allow, o.listen, o.admin)
+		if err != nil {
+			ctl = func(string, string, syscall.RawConn) error { return err }
+		}
+		return cdp.New(endpoint, cdp.Options{Header: h, Control: ctl})
+	}
 	switch o.compat {
 	case "":
 	case "skyvern":

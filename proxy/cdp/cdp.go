@@ -26,6 +26,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -55,8 +56,11 @@ type Options struct {
 	CallTimeout time.Duration
 	// Header is sent with every HTTP request (/json/version, /json/list)
 	// and the WebSocket handshake, for example x-api-key for routed
-	// browsers.
+	// browsers. It goes only over TLS or to a loopback host.
 	Header http.Header
+	// Control, when set, checks every address the client connects to
+	// (net.Dialer.Control), e.g. an allow list; an error refuses the dial.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // Client is one session's DevTools connection: opened lazily on the first
@@ -66,6 +70,7 @@ type Options struct {
 type Client struct {
 	endpoint string
 	opts     Options
+	http     *http.Client // httpClient, or one dialing through opts.Control
 
 	mu      sync.Mutex
 	cn      *conn
@@ -94,7 +99,14 @@ func New(endpoint string, opts Options) *Client {
 		opts.CallTimeout = DefaultCallTimeout
 	}
 	opts.Header = opts.Header.Clone()
-	return &Client{endpoint: endpoint, opts: opts}
+	c := &Client{endpoint: endpoint, opts: opts, http: httpClient}
+	if opts.Control != nil {
+		tr := httpClient.Transport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: DefaultDialTimeout, Control: opts.Control}).DialContext
+		tr.DisableKeepAlives = true // nothing to close idle connections of
+		c.http = &http.Client{Transport: tr, CheckRedirect: httpClient.CheckRedirect}
+	}
+	return c
 }
 
 // SelectedText returns the text selected in the page the user is looking
@@ -247,7 +259,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	}
 	wsURL := c.endpoint
 	if u.Scheme == "http" || u.Scheme == "https" || u.Path == "" || u.Path == "/" {
-		if wsURL, err = discover(ctx, u, c.opts.Header); err != nil {
+		if wsURL, err = discover(ctx, c.http, u, c.opts.Header); err != nil {
 			return nil, fmt.Errorf("connect %s: %w", u.Host, err)
 		}
 	}
@@ -257,6 +269,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	}
 	var limit *headLimitConn
 	d := ws.Dialer{
+		NetDial: (&net.Dialer{Control: c.opts.Control}).DialContext,
 		WrapConn: func(nc net.Conn) net.Conn {
 			limit = &headLimitConn{Conn: nc, left: maxResponseHead}
 			return limit
@@ -299,7 +312,7 @@ func jsonURL(endpoint *url.URL, what string) *url.URL {
 
 // getJSON GETs /json/<what> from the DevTools HTTP endpoint into out.
 // Errors do not repeat the address.
-func getJSON(ctx context.Context, endpoint *url.URL, what string, header http.Header, out any) error {
+func getJSON(ctx context.Context, client *http.Client, endpoint *url.URL, what string, header http.Header, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, jsonURL(endpoint, what).String(), nil)
 	if err != nil {
 		return err
@@ -307,7 +320,7 @@ func getJSON(ctx context.Context, endpoint *url.URL, what string, header http.He
 	for k, v := range headersFor(header, req.URL.Scheme, req.URL.Hostname()) {
 		req.Header[k] = v
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
@@ -329,11 +342,11 @@ func getJSON(ctx context.Context, endpoint *url.URL, what string, header http.He
 // answer names the address the browser listens on, which differs from ours
 // behind port forwarding or a router, so only its path is kept: scheme and
 // host stay those of the endpoint we were given (http→ws, https→wss).
-func discover(ctx context.Context, endpoint *url.URL, header http.Header) (string, error) {
+func discover(ctx context.Context, client *http.Client, endpoint *url.URL, header http.Header) (string, error) {
 	var v struct {
 		WebSocketDebuggerURL string `json:"webSocketDebuggerUrl"`
 	}
-	if err := getJSON(ctx, endpoint, "version", header, &v); err != nil {
+	if err := getJSON(ctx, client, endpoint, "version", header, &v); err != nil {
 		return "", fmt.Errorf("discover: %w", err)
 	}
 	found, err := url.Parse(v.WebSocketDebuggerURL)
@@ -349,7 +362,7 @@ func discover(ctx context.Context, endpoint *url.URL, header http.Header) (strin
 
 // listByActivity returns the target ids of /json/list, which Chromium sorts
 // by last activity, most recent first.
-func listByActivity(ctx context.Context, endpoint string, header http.Header) ([]string, error) {
+func listByActivity(ctx context.Context, client *http.Client, endpoint string, header http.Header) ([]string, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil {
 		return nil, err
@@ -357,7 +370,7 @@ func listByActivity(ctx context.Context, endpoint string, header http.Header) ([
 	var list []struct {
 		ID string `json:"id"`
 	}
-	if err := getJSON(ctx, u, "list", header, &list); err != nil {
+	if err := getJSON(ctx, client, u, "list", header, &list); err != nil {
 		return nil, err
 	}
 	ids := make([]string, len(list))

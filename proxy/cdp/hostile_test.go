@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,7 +164,7 @@ func TestHostileHugeSelection(t *testing.T) {
 	}
 	grew := int64(peak) - int64(base)
 	t.Logf("40 MB selection: error %q, heap peak %d bytes over the base", err, grew)
-	if grew > 12<<20 {
+	if grew > 16<<20 { // the kept chunks (≤ maxMessage) and collector slack
 		t.Errorf("heap peaked %d bytes over the base during a 40 MB answer", grew)
 	}
 	if got, err := c.SelectedText(testCtx(t)); err != nil || got != "ok" {
@@ -347,5 +348,31 @@ func TestHeadersOnlyOverTLSOrLoopback(t *testing.T) {
 		if got := headersFor(h, c.scheme, c.host) != nil; got != c.want {
 			t.Errorf("headersFor(%s://%s) sends: %v, want %v", c.scheme, c.host, got, c.want)
 		}
+	}
+}
+
+// TestHostileControlRefusesDial: Options.Control sees every address the
+// client connects to (discovery and WebSocket); a refusal fails the call and
+// the endpoint gets no request.
+func TestHostileControlRefusesDial(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	var seen atomic.Value
+	refuse := func(_, address string, _ syscall.RawConn) error {
+		seen.Store(address)
+		return errors.New("not allowed")
+	}
+	for _, ep := range []string{srv.URL, "ws" + strings.TrimPrefix(srv.URL, "http") + "/devtools/browser/x"} {
+		c := newTestClient(t, ep, Options{Control: refuse})
+		if _, err := c.SelectedText(testCtx(t)); err == nil {
+			t.Fatalf("%s: SelectedText through a refusing Control succeeded", ep)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the endpoint got %d requests", n)
+	}
+	if a, _ := seen.Load().(string); a != strings.TrimPrefix(srv.URL, "http://") {
+		t.Errorf("Control saw %q, want the endpoint's address", a)
 	}
 }

@@ -38,7 +38,7 @@ var errMessageTooLarge = fmt.Errorf("answer larger than %d bytes", maxMessage)
 // (x-api-key included: Go copies them) to wherever the endpoint points.
 var httpClient = &http.Client{
 	Transport: &http.Transport{
-		Proxy:                  nil,
+		Proxy:                  http.ProxyFromEnvironment, // as before; never used for loopback
 		DialContext:            (&net.Dialer{Timeout: DefaultDialTimeout}).DialContext,
 		MaxResponseHeaderBytes: maxResponseHead,
 		TLSHandshakeTimeout:    DefaultDialTimeout,

@@ -241,7 +241,7 @@ func (c *Client) recency(ctx context.Context, pages []string) []int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.opts.CallTimeout)
 	defer cancel()
-	if ids, err := listByActivity(ctx, c.endpoint, c.opts.Header); err == nil {
+	if ids, err := listByActivity(ctx, c.http, c.endpoint, c.opts.Header); err == nil {
 		for _, t := range ids {
 			add(t)
 		}

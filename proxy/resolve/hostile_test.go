@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"vncedge/proxy/upgrade"
 )
@@ -133,9 +137,27 @@ func TestHostileUpstreamHeaders(t *testing.T) {
 	}
 }
 
+// TestHostileManyUpstreamHeaders: a control plane cannot make vncedge send
+// an upstream a huge handshake: more than 32 headers, or over 8 KiB, is a
+// malformed answer.
+func TestHostileManyUpstreamHeaders(t *testing.T) {
+	many := map[string]string{}
+	for i := range 33 {
+		many[fmt.Sprintf("X-H%d", i)] = "v"
+	}
+	for name, h := range map[string]map[string]string{"count": many, "size": {"X-Big": strings.Repeat("v", 9<<10)}} {
+		cp := newControlPlane(t)
+		cp.set("browser_session/pbs_1", func(s *SessionInfo) { liveSession(s); s.UpstreamHeaders = h })
+		h := newHTTPResolver(t, cp, &clock{t: t0})
+		if _, err := h.Resolve(context.Background(), request(vncPath, keyQuery())); resolveStatusOf(err) != http.StatusBadGateway {
+			t.Errorf("%s: %v, want 502", name, err)
+		}
+	}
+}
+
 // TestCDPHeaderScope: the route's upstream headers (the viewer's x-api-key
-// included) never go to the DevTools endpoint, except x-api-key to the same
-// routed edge over TLS; cdp_headers go to DevTools only.
+// included) never go to the DevTools endpoint; cdp_headers go to DevTools
+// only.
 func TestCDPHeaderScope(t *testing.T) {
 	for _, c := range []struct {
 		name, cdp  string
@@ -145,7 +167,9 @@ func TestCDPHeaderScope(t *testing.T) {
 	}{
 		{name: "plain http cdp", cdp: "http://10.0.0.5:9222", wantKey: false},
 		{name: "other tls host", cdp: "wss://devtools.example/b", wantKey: false},
-		{name: "same routed edge", cdp: "wss://edge.example/pbs_1/tk/devtools/browser/b1", wantKey: true},
+		{name: "same routed edge", cdp: "wss://edge.example/pbs_1/tk/devtools/browser/b1", wantKey: false},
+		{name: "same routed edge, configured", cdp: "wss://edge.example/pbs_1/tk/devtools/browser/b1",
+			cdpHeaders: map[string]string{"X-Api-Key": apiKey}, wantKey: true},
 		{name: "configured", cdp: "http://127.0.0.1:9222", cdpHeaders: map[string]string{"X-Cdp": "c1"}, wantCDP: "c1"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -172,5 +196,35 @@ func TestCDPHeaderScope(t *testing.T) {
 				t.Errorf("CDP X-Cdp %q, want %q", got, c.wantCDP)
 			}
 		})
+	}
+}
+
+// TestTokenCDPHeaderScope: the operator's --upstream-api-key goes to the
+// routed wss upstream, and to DevTools only on that same edge over TLS;
+// never to a plain or other DevTools endpoint.
+func TestTokenCDPHeaderScope(t *testing.T) {
+	k := mustKeys(t)
+	r := newTokenResolver(t, func(c *TokenConfig) { c.UpstreamAPIKey = "platform-key" })
+	for _, c := range []struct {
+		cdp  string
+		want bool
+	}{
+		{"", true}, // the browser address itself: the routed edge, wss
+		{"ws://10.0.0.1:9222/devtools/browser/x", false},
+		{"http://edge.example/pbs_1/tk", false},
+		{"wss://other.example/pbs_1/tk/devtools/browser/b1", false},
+	} {
+		cl := claims()
+		cl.CDPURL = c.cdp
+		rt, err := r.Resolve(context.Background(), request(vncPath, tokenRequest(mint(t, jwt.SigningMethodHS256, k.secret, cl), "c1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rt.Header.Get("X-Api-Key") != "platform-key" {
+			t.Fatalf("the routed upstream lacks its key: %v", rt.Header)
+		}
+		if got := rt.CDPHeader.Get("X-Api-Key") != ""; got != c.want {
+			t.Errorf("cdp %q (→ %s) gets the platform key: %v, want %v", c.cdp, rt.CDPURL, got, c.want)
+		}
 	}
 }

@@ -174,7 +174,7 @@ func (h *HTTPResolver) Resolve(ctx context.Context, r *upgrade.Request) (*proxy.
 		Kind: kind, ID: id, Organization: info.OrganizationID, ClientID: clientID,
 		Upstream: up, Header: hdr, Control: h.cfg.DefaultControl,
 		CDPURL:     cdp,
-		CDPHeader:  cdpHeader(up, hdr, cdp, info.CDPHeaders),
+		CDPHeader:  cdpHeader(nil, nil, cdp, info.CDPHeaders), // cdp_headers only: never the viewer's key
 		Live:       h,
 		Credential: wire,
 	}, nil

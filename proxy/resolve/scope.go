@@ -10,8 +10,13 @@ import (
 	"vncedge/proxy"
 )
 
-// maxResponseHead bounds a control-plane response head.
+// maxResponseHead bounds a control-plane response head, and the headers a
+// control plane may ask vncedge to send (upstream_headers, cdp_headers).
 const maxResponseHead = 8 << 10
+
+// maxRouteHeaders bounds the number of headers in upstream_headers or
+// cdp_headers.
+const maxRouteHeaders = 32
 
 // noRedirects is every vncedge HTTP client's CheckRedirect: a redirect would
 // carry the viewer's credential (Go copies non-standard headers along, https
@@ -31,7 +36,14 @@ func newControlPlaneClient(timeout time.Duration) *http.Client {
 // (upstream_headers, cdp_headers): valid fields, neither Host nor a
 // hop-by-hop or handshake header.
 func checkHeaders(field string, h map[string]string) error {
+	if len(h) > maxRouteHeaders {
+		return fmt.Errorf("%w: %s: more than %d headers", errMalformed, field, maxRouteHeaders)
+	}
+	size := 0
 	for k, v := range h {
+		if size += len(k) + len(v) + 4; size > maxResponseHead {
+			return fmt.Errorf("%w: %s: over %d bytes", errMalformed, field, maxResponseHead)
+		}
 		if err := proxy.CheckUpstreamHeader(k, v); err != nil {
 			return fmt.Errorf("%w: %s: %w", errMalformed, field, err)
 		}
@@ -40,9 +52,10 @@ func checkHeaders(field string, h map[string]string) error {
 }
 
 // cdpHeader builds a route's CDPHeader: the headers configured for the
-// DevTools endpoint (cdp_headers), plus the routed edge's x-api-key only when
-// the DevTools endpoint is that same edge over TLS (wss/https, same host and
-// port as the wss upstream the key was built for). Nothing else of the
+// DevTools endpoint (cdp_headers), plus, when up is given (the token
+// resolver: the operator's --upstream-api-key for routed edges), its
+// x-api-key only when the DevTools endpoint is that same edge over TLS
+// (wss/https, same host and port as the wss upstream). Nothing else of the
 // upstream's headers goes to DevTools.
 func cdpHeader(up *url.URL, upHeader http.Header, cdp string, configured map[string]string) http.Header {
 	h := http.Header{}

@@ -44,6 +44,11 @@ type Route struct {
 	// Credential is what the viewer authenticated with, for resolvers that
 	// forward it on liveness calls. Never logged or put in spans.
 	Credential string
+	// Record overrides whether this session is recorded: nil follows the
+	// server (Config.Recorder), false never records it, true records it when
+	// the server has a Recorder (resolvers may set it from a sessions-file
+	// field, a token claim or the control-plane answer).
+	Record *bool
 }
 
 // ErrSessionEnded is returned (possibly wrapped) by a Verifier when the

@@ -61,13 +61,13 @@ type Annotation struct {
 
 // Note kinds (fixed set: they become the Annotation's kind).
 const (
-	NoteControl   uint8 = iota // control changed; text: to
-	NoteDrop                   // policy dropped messages; text: reason, value: count
-	NoteStripped               // right button stripped from pointer events; value: count
-	NoteClipboard              // viewer sent its clipboard; value: size (content never recorded)
-	NoteGap                    // bytes lost (queue full or write failed); value: bytes
-	NoteEnd                    // session ended; value: close code, text: reason
-	NoteInputSkipped           // viewer input no longer parsed (unknown message); text: type
+	NoteControl      uint8 = iota // control changed; text: to
+	NoteDrop                      // policy dropped messages; text: reason, value: count
+	NoteStripped                  // right button stripped from pointer events; value: count
+	NoteClipboard                 // viewer sent its clipboard; value: size (content never recorded)
+	NoteGap                       // bytes lost (queue full or write failed); value: bytes
+	NoteEnd                       // session ended; value: close code, text: reason
+	NoteInputSkipped              // viewer input no longer parsed (unknown message); text: type
 	numNotes
 )
 

@@ -62,6 +62,7 @@ type options struct {
 	loops                                                int
 	header                                               headerFlag
 	trace                                                tracing.Config
+	rec                                                  recordOptions
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -126,6 +127,7 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	defineRecordFlags(fs, &o.rec)
 	return fs
 }
 
@@ -309,6 +311,9 @@ func main() {
 	if len(args) > 0 && args[0] == "demo" {
 		run, args = runDemo, args[1:]
 	}
+	if len(args) > 0 && args[0] == "replay" {
+		run, args = runReplay, args[1:]
+	}
 	if err := run(args); err != nil {
 		fmt.Fprintln(os.Stderr, "vncedge:", err)
 		os.Exit(1)
@@ -401,6 +406,13 @@ func serve(o *options, page http.Handler) error {
 		}
 	}()
 	cfg.Tracing = tp
+	if cfg.Recorder, err = o.rec.recorder(log); err != nil {
+		return err
+	}
+	if rc := cfg.Recorder; rc != nil {
+		defer rc.Close() // after the sessions closed: their files are written out
+		tp.ObserveRecordings(func() (int64, int64, int64) { st := rc.Stats(); return st.BytesWritten, st.Gaps, st.Open })
+	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		return err

@@ -168,7 +168,8 @@ func (r *Recorder) Path(h *Header) string {
 }
 
 // safe maps s to a path element: letters, digits, '.', '_' and '-' kept,
-// anything else '_'; never empty, never "." or "..", at most 80 bytes.
+// anything else '_' (and a '.' first or after a '.'); never empty, never
+// "." or "..", at most 80 bytes.
 func safe(s string) string {
 	if len(s) > 80 {
 		s = s[:80]
@@ -177,7 +178,7 @@ func safe(s string) string {
 	for i, c := range b {
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
-		case c == '.' && i > 0:
+		case c == '.' && i > 0 && b[i-1] != '.':
 		default:
 			b[i] = '_'
 		}

@@ -73,8 +73,13 @@ func (r *Recorder) Start(h Header, onFail func()) *Recording {
 	return rec
 }
 
-// Path is the recording's file name (a suffix may be added if it exists).
-func (rec *Recording) Path() string { return rec.path }
+// Path is the recording's file name (a suffix is added if it exists: the
+// final name is known once Done is closed).
+func (rec *Recording) Path() string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return rec.path
+}
 
 // Done is closed once the file is written out and closed.
 func (rec *Recording) Done() <-chan struct{} { return rec.done }
@@ -246,7 +251,7 @@ func (rec *Recording) release(c *chunk) {
 
 // fail marks the recording failed from the writer goroutine.
 func (rec *Recording) fail(err error) {
-	rec.r.cfg.Logger.Warn("recording failed", "path", rec.path, "err", err)
+	rec.r.cfg.Logger.Warn("recording failed", "path", rec.Path(), "err", err)
 	rec.mu.Lock()
 	first := !rec.failed
 	rec.failed = true
@@ -306,8 +311,9 @@ func (w *fileWriter) open() {
 	rec := w.rec
 	var f File
 	var err error
+	base := rec.Path()
 	for i := 0; i < 100; i++ {
-		p := rec.path
+		p := base
 		if i > 0 {
 			p = p[:len(p)-len(".vncrec")] + fmt.Sprintf("-%d.vncrec", i)
 		}
@@ -316,7 +322,9 @@ func (w *fileWriter) open() {
 		}
 		f, err = rec.r.cfg.OpenFile(p)
 		if err == nil {
+			rec.mu.Lock()
 			rec.path = p
+			rec.mu.Unlock()
 			break
 		}
 		if !errors.Is(err, os.ErrExist) && !errors.Is(err, os.ErrNotExist) {

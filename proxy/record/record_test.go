@@ -15,8 +15,8 @@ import (
 // handshake38 is a 3.8 None handshake: server bytes, then client bytes.
 func handshake38(w, h int, name string) (srv, cli []byte) {
 	srv = append(srv, "RFB 003.008\n"...)
-	srv = append(srv, 1, 1)          // one security type: None
-	srv = append(srv, 0, 0, 0, 0)    // SecurityResult OK
+	srv = append(srv, 1, 1)       // one security type: None
+	srv = append(srv, 0, 0, 0, 0) // SecurityResult OK
 	srv = binary.BigEndian.AppendUint16(srv, uint16(w))
 	srv = binary.BigEndian.AppendUint16(srv, uint16(h))
 	srv = append(srv, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0)
@@ -233,7 +233,12 @@ func (f *blockingFile) Write(p []byte) (int, error) {
 	}
 	return f.buf.Write(p)
 }
-func (f *blockingFile) Truncate(n int64) error { f.mu.Lock(); f.buf.Truncate(int(n)); f.mu.Unlock(); return nil }
+func (f *blockingFile) Truncate(n int64) error {
+	f.mu.Lock()
+	f.buf.Truncate(int(n))
+	f.mu.Unlock()
+	return nil
+}
 func (f *blockingFile) Seek(int64, int) (int64, error) { return 0, nil }
 func (f *blockingFile) Close() error                   { return nil }
 

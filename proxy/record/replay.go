@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -60,7 +62,13 @@ func (rp *Replayer) Check() error {
 // replays.
 func (rp *Replayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	offset := time.Duration(0)
-	if v := r.URL.Query().Get("offset"); v != "" {
+	q := r.URL.Query()
+	if i := strings.IndexByte(r.URL.Path, '?'); i >= 0 && q.Get("offset") == "" {
+		// noVNC escapes its path setting: "replay%3Foffset%3D30" arrives
+		// as the path "/replay?offset=30".
+		q, _ = url.ParseQuery(r.URL.Path[i+1:])
+	}
+	if v := q.Get("offset"); v != "" {
 		sec, err := strconv.ParseFloat(v, 64)
 		if err != nil || sec < 0 {
 			http.Error(w, "offset: want seconds ≥ 0", http.StatusBadRequest)

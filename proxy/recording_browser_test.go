@@ -3,9 +3,9 @@ package proxy_test
 import (
 	"bytes"
 	"log/slog"
-	"strings"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,4 +99,3 @@ func exactNoise(t *testing.T, p *browser.Page, samples []browser.Sample, x0, y0,
 		}
 	}
 }
-

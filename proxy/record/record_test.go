@@ -368,9 +368,6 @@ func TestRetentionDeletesOld(t *testing.T) {
 
 // TestLoopSideDoesNotAllocate: Server, Client and Note on the loop.
 func TestLoopSideDoesNotAllocate(t *testing.T) {
-	if raceEnabled {
-		t.Skip("sync.Pool drops items at random under -race; run without -race")
-	}
 	r := newTestRecorder(t, func(c *Config) { c.QueueChunks = 1 << 14; c.MaxQueued = 1 << 40 })
 	rec := start(t, r, Header{}, nil)
 	p := make([]byte, 1500)

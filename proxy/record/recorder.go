@@ -79,8 +79,11 @@ type File interface {
 // Recorder owns the recordings of one server: the chunk pool, the global
 // queue bound, retention and the metrics. Safe for concurrent use.
 type Recorder struct {
-	cfg    Config
-	pool   sync.Pool
+	cfg Config
+	// free holds released chunks for reuse, up to the global bound: a
+	// channel rather than a sync.Pool, which the GC empties (and the loop
+	// would then allocate).
+	free   chan *chunk
 	queued atomic.Int64 // bytes in chunks handed out and not yet written
 	wg     sync.WaitGroup
 	stop   chan struct{}
@@ -117,8 +120,7 @@ func New(cfg Config) (*Recorder, error) {
 	if cfg.OpenFile == nil {
 		cfg.OpenFile = openExcl
 	}
-	r := &Recorder{cfg: cfg, stop: make(chan struct{})}
-	r.pool.New = func() any { return new(chunk) }
+	r := &Recorder{cfg: cfg, stop: make(chan struct{}), free: make(chan *chunk, min(cfg.MaxQueued/chunkSize+1, 1<<14))}
 	if cfg.Retention > 0 {
 		r.wg.Add(1)
 		go r.retain()
@@ -234,4 +236,22 @@ func (r *Recorder) DeleteOld(cutoff time.Time) int {
 		_ = os.Remove(dirs[i]) // fails unless empty
 	}
 	return n
+}
+
+// getChunk takes a free chunk or allocates one (until the free list holds
+// the peak in use).
+func (r *Recorder) getChunk() *chunk {
+	select {
+	case c := <-r.free:
+		return c
+	default:
+		return new(chunk)
+	}
+}
+
+func (r *Recorder) putChunk(c *chunk) {
+	select {
+	case r.free <- c:
+	default:
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -15,8 +16,9 @@ import (
 // chunkSize is the size of one queued chunk of in-memory records.
 const chunkSize = 64 << 10
 
-// chunk is a fixed buffer of in-memory records: type u8, time u64, length
-// u32, payload (no checksum; the writer adds it).
+// chunk is a fixed buffer of records in the disk layout (type u8, time u64,
+// length u32, payload, CRC-32) with the CRC left for the writer to fill in,
+// so a chunk of server bytes is written as it is, without another copy.
 type chunk struct {
 	n int
 	b [chunkSize]byte
@@ -164,7 +166,7 @@ func (rec *Recording) add(typ byte, p []byte, now time.Time) error {
 			return rec.failErr()
 		}
 		c := rec.cur
-		room := chunkSize - c.n - recHeaderSize
+		room := chunkSize - c.n - recHeaderSize - recTrailer
 		if room <= 0 || (!splittable && room < len(p)) {
 			ok := rec.push()
 			rec.cur = nil
@@ -179,7 +181,7 @@ func (rec *Recording) add(typ byte, p []byte, now time.Time) error {
 		binary.BigEndian.PutUint64(b[1:9], t)
 		binary.BigEndian.PutUint32(b[9:13], uint32(k))
 		copy(b[recHeaderSize:], p[:k])
-		c.n += recHeaderSize + k
+		c.n += recHeaderSize + k + recTrailer
 		p = p[k:]
 		if len(p) == 0 {
 			return nil
@@ -202,7 +204,7 @@ func (rec *Recording) grab() bool {
 		rec.loseLocked()
 		return false
 	}
-	c := rec.r.pool.Get().(*chunk)
+	c := rec.r.getChunk()
 	c.n = 0
 	rec.cur = c
 	if rec.lost > 0 {
@@ -212,7 +214,7 @@ func (rec *Recording) grab() bool {
 		binary.BigEndian.PutUint32(b[9:13], 9)
 		b[13] = NoteGap
 		binary.BigEndian.PutUint64(b[14:22], uint64(rec.lost))
-		c.n = recHeaderSize + 9
+		c.n = recHeaderSize + 9 + recTrailer
 		rec.lost = 0
 	}
 	return true
@@ -246,7 +248,7 @@ func (rec *Recording) loseLocked() {
 
 func (rec *Recording) release(c *chunk) {
 	rec.r.queued.Add(-chunkSize)
-	rec.r.pool.Put(c)
+	rec.r.putChunk(c)
 }
 
 // fail marks the recording failed from the writer goroutine.
@@ -345,58 +347,95 @@ func (w *fileWriter) open() {
 }
 
 func (w *fileWriter) chunk(c *chunk) {
-	b := c.b[:c.n]
 	if !w.dead {
+		w.records(c.b[:c.n])
+	}
+	w.rec.release(c)
+}
+
+// records writes one chunk's records: in place when all are disk records
+// (fill in the checksums, one write), else converted into out.
+func (w *fileWriter) records(all []byte) {
+	inPlace := true
+	for b := all; len(b) >= recHeaderSize; {
+		n := int(binary.BigEndian.Uint32(b[9:13]))
+		if b[0] == memClient || b[0] == memNote {
+			inPlace = false
+		}
+		if b[0] == TypeServer {
+			w.in.server(b[recHeaderSize : recHeaderSize+n])
+		}
+		b = b[recHeaderSize+n+recTrailer:]
+	}
+	if inPlace {
+		for b := all; len(b) >= recHeaderSize; {
+			n := int(binary.BigEndian.Uint32(b[9:13]))
+			binary.BigEndian.PutUint32(b[recHeaderSize+n:], crc32.ChecksumIEEE(b[:recHeaderSize+n]))
+			b = b[recHeaderSize+n+recTrailer:]
+		}
+		w.writeBytes(all)
+		return
+	}
+	{
+		b := all
 		for len(b) >= recHeaderSize {
 			typ := b[0]
 			t := time.Duration(binary.BigEndian.Uint64(b[1:9]))
 			n := int(binary.BigEndian.Uint32(b[9:13]))
 			p := b[recHeaderSize : recHeaderSize+n]
-			b = b[recHeaderSize+n:]
+			b = b[recHeaderSize+n+recTrailer:]
 			switch typ {
 			case memClient:
 				w.out = w.in.feed(w.out, t, p)
 			case memNote:
 				w.out = appendNote(w.out, t, p)
-			case TypeServer:
-				w.in.server(p)
-				w.out = appendRecord(w.out, typ, t, p)
 			default:
 				w.out = appendRecord(w.out, typ, t, p)
 			}
 		}
 		w.write()
 	}
-	w.rec.release(c)
 }
 
 // write writes out; on failure it cuts the file back to its last complete
 // record and notes the loss at the next write that works.
 func (w *fileWriter) write() {
-	if len(w.out) == 0 || w.dead {
-		w.out = w.out[:0]
+	w.writeBytes(w.out)
+	w.out = w.out[:0]
+}
+
+// writeBytes writes b (after a gap note if bytes were lost before).
+func (w *fileWriter) writeBytes(b []byte) {
+	if len(b) == 0 || w.dead {
 		return
 	}
 	if w.lost > 0 {
 		gap := appendNote(nil, 0, noteBytes(NoteGap, uint64(w.lost), "write-failed"))
-		w.out = append(gap, w.out...)
+		if _, err := w.f.Write(gap); err != nil {
+			w.failed(err, b)
+			return
+		}
+		w.good += int64(len(gap))
+		w.lost = 0
 	}
-	n, err := w.f.Write(w.out)
+	n, err := w.f.Write(b)
 	if err == nil {
 		w.good += int64(n)
 		w.rec.r.bytesWritten.Add(int64(n))
-		w.lost = 0
-		w.out = w.out[:0]
 		return
 	}
+	w.failed(err, b)
+}
+
+// failed handles a failed write of b.
+func (w *fileWriter) failed(err error, b []byte) {
 	if w.good == 0 { // not even the header: nothing to save
 		w.dead = true
 		w.rec.fail(fmt.Errorf("write: %w", err))
 		return
 	}
 	w.rec.r.gaps.Add(1)
-	w.lost += int64(len(w.out))
-	w.out = w.out[:0]
+	w.lost += int64(len(b))
 	if terr := w.f.Truncate(w.good); terr == nil {
 		_, _ = w.f.Seek(w.good, io.SeekStart)
 	}

@@ -54,7 +54,11 @@ func TestReplayInNoVNC(t *testing.T) {
 		t.Fatalf("noVNC's own session: %v", err)
 	}
 	var logBuf syncBuffer
-	hs := httptest.NewServer(record.NewReplayer(s, record.ReplayOptions{Speed: 4,
+	origin, err := browser.Origin(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(record.NewReplayer(s, record.ReplayOptions{Speed: 4, AllowedOrigins: []string{origin},
 		Logger: slog.New(slog.NewTextHandler(&logBuf, nil))}))
 	t.Cleanup(hs.Close)
 	for _, tc := range []struct{ path, offset string }{{"replay", "offset=0s"}, {"replay%3Foffset%3D0.2", "offset=200ms"}} {

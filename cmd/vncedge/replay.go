@@ -34,6 +34,7 @@ func runReplay(args []string) error {
 	list := fs.Bool("list", false, "list the recordings under the directory given instead of FILE")
 	novnc := fs.String("novnc", "/usr/share/novnc", "noVNC directory served at /novnc/ (empty: none)")
 	anyFormat := fs.Bool("any-format", false, "serve recordings in pixel formats noVNC cannot show")
+	origins := fs.String("allowed-origins", "", "comma-separated browser origins allowed besides the replay's own host; * allows any")
 	var file string
 	for rest := args; ; {
 		if err := fs.Parse(rest); err != nil {
@@ -82,7 +83,13 @@ func runReplay(args []string) error {
 		return errors.New("replay: --speed must be > 0")
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	rp := record.NewReplayer(s, record.ReplayOptions{Speed: *speed, Logger: log, AnyFormat: *anyFormat})
+	ro := record.ReplayOptions{Speed: *speed, Logger: log, AnyFormat: *anyFormat}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			ro.AllowedOrigins = append(ro.AllowedOrigins, o)
+		}
+	}
+	rp := record.NewReplayer(s, ro)
 	if err := rp.Check(); err != nil {
 		log.Warn("viewers will be refused", "reason", err.Error())
 	}

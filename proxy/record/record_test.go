@@ -368,6 +368,9 @@ func TestRetentionDeletesOld(t *testing.T) {
 
 // TestLoopSideDoesNotAllocate: Server, Client and Note on the loop.
 func TestLoopSideDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates; run without -race")
+	}
 	r := newTestRecorder(t, func(c *Config) { c.QueueChunks = 1 << 14; c.MaxQueued = 1 << 40 })
 	rec := start(t, r, Header{}, nil)
 	p := make([]byte, 1500)

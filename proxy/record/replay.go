@@ -25,6 +25,10 @@ type ReplayOptions struct {
 	// AnyFormat serves recordings in pixel formats noVNC cannot show (for
 	// other viewers that accept the ServerInit's format as it is).
 	AnyFormat bool
+	// AllowedOrigins lists browser origins allowed besides the replay's own
+	// host ("*": any). A recording is sensitive: without this check any web
+	// page the user visits could read it from a local replay server.
+	AllowedOrigins []string
 }
 
 // Replayer serves one loaded recording to WebSocket VNC viewers: each viewer
@@ -75,6 +79,11 @@ func (rp *Replayer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		offset = time.Duration(sec * float64(time.Second))
+	}
+	if !rp.originAllowed(r) {
+		rp.opts.Logger.Warn("replay: origin refused", "origin", r.Header.Get("Origin"), "viewer", r.RemoteAddr)
+		http.Error(w, "origin not allowed", http.StatusForbidden)
+		return
 	}
 	u := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == "binary" }}
 	conn, _, _, err := u.Upgrade(r, w)
@@ -227,4 +236,19 @@ func (rp *Replayer) stream(w io.Writer, offset time.Duration, log *slog.Logger) 
 	logNotes(rp.s.Duration)
 	log.Info("replay done", "duration", rp.s.Duration.String(), "truncated", rp.s.Truncated, "gaps", rp.s.Gaps)
 	return nil
+}
+
+// originAllowed: no Origin (not a browser), the same host, or a listed one.
+func (rp *Replayer) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	for _, a := range rp.opts.AllowedOrigins {
+		if a == "*" || strings.EqualFold(a, o) {
+			return true
+		}
+	}
+	u, err := url.Parse(o)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
 }

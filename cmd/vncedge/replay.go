@@ -24,7 +24,10 @@ import (
 //	vncedge replay --export websockify [--output OUT] FILE
 //	vncedge replay --info FILE
 //	vncedge replay --list DIR
-func runReplay(args []string) error {
+func runReplay(args []string) error { return replayMain(args, os.Stdout) }
+
+// replayMain is runReplay writing its output (info, list, export to "-") to stdout.
+func replayMain(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("vncedge replay", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:6090", "address to serve the replay on (WebSocket VNC at any path; noVNC at /novnc/ when installed)")
 	speed := fs.Float64("speed", 1, "playback speed (2: twice as fast)")
@@ -55,7 +58,7 @@ func runReplay(args []string) error {
 		return errors.New("replay: FILE is required (vncedge replay FILE [--listen ADDR] [--speed X])")
 	}
 	if *list {
-		return listRecordings(os.Stdout, file)
+		return listRecordings(stdout, file)
 	}
 	s, err := record.Load(file)
 	if err != nil {
@@ -63,10 +66,10 @@ func runReplay(args []string) error {
 	}
 	switch {
 	case *info:
-		record.WriteInfo(os.Stdout, s)
+		record.WriteInfo(stdout, s)
 		return nil
 	case *export == "websockify":
-		var w io.Writer = os.Stdout
+		w := stdout
 		if *output != "-" {
 			f, err := os.Create(*output)
 			if err != nil {

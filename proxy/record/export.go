@@ -16,7 +16,7 @@ import (
 // client side is the recorded handshake and input.
 func ExportWebsockify(w io.Writer, s *Session) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "var VNC_frame_data = [\n")
+	fmt.Fprintf(bw, "var VNC_frame_encoding = 'binary';\nvar VNC_frame_data = [\n")
 	if s.ClientVersion != "" {
 		// noVNC's player needs the client's side of the handshake only for
 		// display; the version is enough.

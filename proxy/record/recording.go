@@ -156,8 +156,8 @@ func (rec *Recording) add(typ byte, p []byte, now time.Time) error {
 	if rec.closed {
 		return nil
 	}
-	if rec.failed && rec.r.cfg.Required {
-		return ErrFailed
+	if rec.failed { // required: end the session; else the file could not be opened
+		return rec.failErr()
 	}
 	splittable := typ == TypeServer || typ == memClient
 	for {

@@ -402,3 +402,46 @@ func TestRecordRouteOptOut(t *testing.T) {
 }
 
 var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// TestRecordPathFromHostileIDs: ids and client_ids from the viewer's URL
+// cannot put a recording outside the directory.
+func TestRecordPathFromHostileIDs(t *testing.T) {
+	teststack.Require(t, "Xvnc")
+	x := teststack.StartXvnc(t)
+	rc := newRecorder(t, record.Config{})
+	cfg := targetConfig(t, "tcp://"+x.Addr(), rfbparse.User)
+	cfg.Recorder = rc
+	_, addr, stop := startOwnedProxy(t, cfg)
+	for _, path := range []string{
+		"/v1/stream/vnc/task/..?client_id=../../../../tmp/evil",
+		"/v1/stream/vnc/task/%2e%2e%2f%2e%2e%2fx?client_id=%2F..%2F..%2F",
+		"/v1/stream/vnc/browser_session/a%00b?client_id=.",
+	} {
+		c, err := rfbclient.DialWS(ctxT(t), "ws://"+addr+path, []string{"binary"}, nil)
+		if err != nil {
+			continue // refused before the relay: nothing recorded
+		}
+		_ = c.NetConn().SetDeadline(time.Now().Add(20 * time.Second))
+		if _, err := rfbclient.Handshake(c, rfbclient.Options{}); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		c.Close()
+	}
+	stop()
+	rc.Close()
+	dir := rcDir(t, rc)
+	n := 0
+	_ = filepath.WalkDir(filepath.Dir(dir), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			if strings.HasPrefix(rel, "..") || strings.Count(rel, string(filepath.Separator)) != 3 {
+				t.Errorf("recording at %q (relative %q)", p, rel)
+			}
+			n++
+		}
+		return nil
+	})
+	if n == 0 {
+		t.Fatal("nothing recorded")
+	}
+}

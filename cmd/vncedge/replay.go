@@ -112,7 +112,7 @@ func replayMain(args []string, stdout io.Writer) error {
 	mux.Handle("/", rp)
 	log.Info("replay listening", "addr", ln.Addr().String(), "file", file, "duration", s.Duration.Round(time.Millisecond).String(), "page", page)
 	if page != "" {
-		fmt.Fprintln(os.Stderr, "watch it at", page, "(add &offset=SECONDS to the path: path=replay%3Foffset%3D30)")
+		fmt.Fprintln(os.Stderr, "watch it at", page, "(to start 30 s in: path=replay%3Foffset%3D30)")
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return srv.Serve(ln)

@@ -144,7 +144,11 @@ func (f *inputFilter) message(out []byte, t time.Duration, p []byte) ([]byte, []
 	}
 	typ := f.msg[0]
 	if typ == 6 {
-		out = appendNote(out, t, noteBytes(NoteClipboard, uint64(total-8), ""))
+		kind := "" // plain text; "extended": the extended-clipboard protocol (caps, notify, provide)
+		if int32(binary.BigEndian.Uint32(f.msg[4:8])) < 0 {
+			kind = "extended"
+		}
+		out = appendNote(out, t, noteBytes(NoteClipboard, uint64(total-8), kind))
 	}
 	if f.keep(typ) {
 		f.want = int(total)

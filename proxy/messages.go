@@ -255,6 +255,7 @@ type controlChange struct {
 func (c *controlChange) Run(context.Context) error {
 	s := c.s
 	s.events.Add("vnc.control", attribute.String("to", c.to.String()))
+	s.recNote(c.to)
 	if s.state == stRelay && s.rfb != nil {
 		if rel := s.rfb.SetInteractor(roleControl(s.route.Role, c.to)); len(rel) > 0 {
 			_, _ = (*upstreamWriter)(s).Write(rel)

@@ -45,6 +45,11 @@ type Route struct {
 	Credential string
 	// Role is what the viewer may do: RoleController (the default) or RoleViewer.
 	Role Role
+	// Record overrides whether this session is recorded: nil follows the
+	// server (Config.Recorder), false never records it, true records it when
+	// the server has a Recorder (resolvers may set it from a sessions-file
+	// field, a token claim or the control-plane answer).
+	Record *bool
 }
 
 // ErrSessionEnded is returned (possibly wrapped) by a Verifier when the

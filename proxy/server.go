@@ -19,6 +19,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 
+	"vncedge/proxy/record"
 	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
 	"vncedge/tracing"
@@ -127,6 +128,10 @@ type Config struct {
 
 	// Logger receives one line per session end and errors; default slog.Default().
 	Logger *slog.Logger
+
+	// Recorder, when set, records every VNC channel (see proxy/record and
+	// docs/RECORDING.md) unless its Route says Record false.
+	Recorder *record.Recorder
 }
 
 func (c *Config) setDefaults() {

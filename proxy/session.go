@@ -18,6 +18,7 @@ import (
 	"github.com/panjf2000/gnet/v2"
 	"go.opentelemetry.io/otel/trace"
 
+	"vncedge/proxy/record"
 	"vncedge/proxy/upgrade"
 	"vncedge/proxy/wsframe"
 	"vncedge/rfbparse"
@@ -120,6 +121,8 @@ type session struct {
 	spanCx context.Context
 	events tracing.EventLog
 	status int // HTTP status of a refused upgrade
+
+	rec *record.Recording // nil unless recorded (proxy/recording.go)
 }
 
 // Channel kinds.
@@ -453,6 +456,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		return gnet.None
 	}
 	s.state = stRelay
+	s.recStart()
 	s.publish()
 	s.logStart()
 	s.startChecks()
@@ -638,6 +642,7 @@ func (s *session) serverBytes(p []byte) error {
 	s.vec[0], s.vec[1] = nil, nil
 	s.bytesDown += uint64(len(p))
 	s.framesDown++
+	s.recServer(p)
 	switch ob := s.viewer.OutboundBuffered(); {
 	case ob > s.srv.cfg.MaxViewerBuffer:
 		s.end(ws.StatusPolicyViolation, "slow-consumer")
@@ -675,6 +680,7 @@ func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, fin bool) error {
 	if ev := s.rfb.TakeEvents(); ev != 0 {
 		s.onEvents(ev)
 	}
+	s.recPolicy()
 	return nil
 }
 
@@ -738,6 +744,7 @@ func (w *upstreamWriter) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
+	s.recInput(b)
 	s.bytesUp += uint64(len(b))
 	hdr := 0
 	if s.wsUp {
@@ -910,6 +917,7 @@ func (s *session) viewerClosed(err error) {
 		s.orgHeld = false
 	}
 	s.srv.active.Add(-1)
+	s.recEnd()
 	s.logEnd(err)
 	s.endSpan()
 }

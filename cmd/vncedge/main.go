@@ -71,6 +71,7 @@ type options struct {
 	loops                                                int
 	header                                               headerFlag
 	trace                                                tracing.Config
+	rec                                                  recordOptions
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -151,6 +152,7 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	defineRecordFlags(fs, &o.rec)
 	return fs
 }
 
@@ -384,6 +386,9 @@ func main() {
 	if len(args) > 0 && args[0] == "demo" {
 		run, args = runDemo, args[1:]
 	}
+	if len(args) > 0 && args[0] == "replay" {
+		run, args = runReplay, args[1:]
+	}
 	if err := run(args); err != nil {
 		var le loggedError
 		if !errors.As(err, &le) { // already a log line (JSON in json mode)
@@ -497,6 +502,13 @@ func serveWith(o *options, page http.Handler, log *slog.Logger) error {
 		}
 	}()
 	cfg.Tracing = tp
+	if cfg.Recorder, err = o.rec.recorder(log); err != nil {
+		return err
+	}
+	if rc := cfg.Recorder; rc != nil {
+		defer rc.Close() // after the sessions closed: their files are written out
+		tp.ObserveRecordings(func() (int64, int64, int64) { st := rc.Stats(); return st.BytesWritten, st.Gaps, st.Open })
+	}
 	srv, err := proxy.New(cfg)
 	if err != nil {
 		return err

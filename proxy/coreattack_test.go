@@ -1,0 +1,36 @@
+package proxy_test
+
+import (
+	"testing"
+
+	"vncedge/rfbparse"
+)
+
+// Attacks on the integrated input policy and the viewer-abuse defences
+// (coreattack). Each test here failed on the code it was written against.
+
+// TestCoreAttackTwoViewersShareXModifiers: key state is kept per WebSocket
+// connection, but the X server behind it has ONE keyboard: a modifier held
+// through one connection applies to keys typed through every other one.
+// Two viewers of the same desktop (two tabs of the same user, or an attacker
+// opening two sockets; RFB's shared flag is the viewer's to choose) hold
+// Ctrl in viewer A and type o in viewer B: each Stream sees nothing
+// forbidden, and X gets KeyPress o with ControlMask — Ctrl+O.
+func TestCoreAttackTwoViewersShareXModifiers(t *testing.T) {
+	for _, mode := range []rfbparse.QEMUKeys{rfbparse.QEMUKeysToKeysym, rfbparse.QEMUKeysPass} {
+		t.Run("qemu-keys="+mode.String(), func(t *testing.T) {
+			a := startOracle(t, policyWith(mode))
+			b := &oracle{t: t, x: a.x, xev: a.xev, addr: a.addr}
+			b.connect("/websockify")
+			a.mark, a.taps = b.mark, a.taps+b.taps // F5 taps are counted over both
+			// A holds Ctrl; sync through A so X holds it before B types.
+			a.send(keyMsg(true, ctrlL))
+			a.sync()
+			b.mark, b.taps = a.mark, a.taps
+			b.send(keyMsg(true, 'o'), keyMsg(false, 'o'))
+			got := b.sync()
+			a.send(keyMsg(false, ctrlL))
+			b.check("Ctrl held in viewer A, o typed in viewer B", got, press('o', 0))
+		})
+	}
+}

@@ -34,3 +34,20 @@ func TestCoreAttackTwoViewersShareXModifiers(t *testing.T) {
 		})
 	}
 }
+
+// TestCoreAttackTwoViewersShiftF10: the same shared keyboard opens the
+// context menu: Shift held through viewer A, F10 pressed through viewer B
+// reaches X as Shift+F10 (Chromium's keyboard context menu).
+func TestCoreAttackTwoViewersShiftF10(t *testing.T) {
+	a := startOracle(t, policyWith(rfbparse.QEMUKeysToKeysym))
+	b := &oracle{t: t, x: a.x, xev: a.xev, addr: a.addr}
+	b.connect("/websockify")
+	a.mark, a.taps = b.mark, a.taps+b.taps
+	a.send(keyMsg(true, shiftL))
+	a.sync()
+	b.mark, b.taps = a.mark, a.taps
+	b.send(keyMsg(true, rfbparse.KeysymF10), keyMsg(false, rfbparse.KeysymF10))
+	got := b.sync()
+	a.send(keyMsg(false, shiftL))
+	b.check("Shift held in viewer A, F10 pressed in viewer B", got, press(rfbparse.KeysymF10, 0))
+}

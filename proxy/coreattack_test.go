@@ -51,3 +51,29 @@ func TestCoreAttackTwoViewersShiftF10(t *testing.T) {
 	a.send(keyMsg(false, shiftL))
 	b.check("Shift held in viewer A, F10 pressed in viewer B", got, press(rfbparse.KeysymF10, 0))
 }
+
+// TestCoreAttackFakeShiftCompletesShortcut: with --forbidden ctrl+shift+i
+// (DevTools in Chromium), the viewer holds only Ctrl and sends the keysym
+// 'I'. vncedge folds I to i and sees Ctrl without Shift, so the shortcut does
+// not match; Xvnc needs Shift to type I and fakes a Shift press around it,
+// so X delivers KeyPress I with Control|Shift — Ctrl+Shift+I.
+func TestCoreAttackFakeShiftCompletesShortcut(t *testing.T) {
+	pol, err := rfbparse.NewPolicy("ctrl+o,ctrl+shift+i", rfbparse.RightStrip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := startOracle(t, pol)
+	// Listing LEDState (-261) turns off TigerVNC's Caps Lock heuristic
+	// (which would toggle Caps Lock instead of faking Shift), as noVNC does.
+	o.send(setEncodingsMsg(0, rfbparse.EncodingQEMUExtendedKeyEvent, -261))
+	o.sync()
+	o.send(keyMsg(true, ctrlL), keyMsg(true, 'I'), keyMsg(false, 'I'), keyMsg(false, ctrlL),
+		keyMsg(true, 'i'), keyMsg(false, 'i'))
+	got := o.sync()
+	for _, k := range got {
+		if k.press && (k.keysym == 'i' || k.keysym == 'I') && k.state&0x5 == 0x5 {
+			t.Errorf("X got %s: Ctrl+Shift+I\nall events:\n%s", k, dumpKeys(got))
+		}
+	}
+	o.check("Ctrl + keysym I", got, press('i', 0))
+}

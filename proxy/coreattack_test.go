@@ -77,3 +77,19 @@ func TestCoreAttackFakeShiftCompletesShortcut(t *testing.T) {
 	}
 	o.check("Ctrl + keysym I", got, press('i', 0))
 }
+
+// TestCoreAttackRawKeyboardStuckCtrl: with --qemu-keys pass and Xvnc
+// -RawKeyboard, Xvnc keeps its own table of which X keycode each keysym was
+// pressed on and releases a plain keysym on the LOWEST keycode holding it.
+// Control_L pressed plainly (X keycode 37), then a QEMU press carrying keysym
+// Control_L on the Q key (XT 0x10, X keycode 24): the plain release of
+// Control_L releases keycode 24, the QEMU release of 0x10 releases 24 again,
+// and keycode 37 (Control) stays down in X. vncedge saw every press
+// released; the next o is Ctrl+O.
+func TestCoreAttackRawKeyboardStuckCtrl(t *testing.T) {
+	o := startOracle(t, policyWith(rfbparse.QEMUKeysPass), "-RawKeyboard")
+	o.send(keyMsg(true, ctrlL), qemuKeyMsg(true, ctrlL, 0x10), keyMsg(false, ctrlL), qemuKeyMsg(false, ctrlL, 0x10))
+	o.sync()
+	o.send(keyMsg(true, 'o'), keyMsg(false, 'o'))
+	o.check("o after the Control_L presses were released", o.sync(), press('o', 0))
+}

@@ -1,8 +1,15 @@
 package proxy_test
 
 import (
+	"context"
+	"net/url"
 	"testing"
+	"time"
 
+	"vncedge/proxy"
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/teststack"
+	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
 )
 
@@ -92,4 +99,55 @@ func TestCoreAttackRawKeyboardStuckCtrl(t *testing.T) {
 	o.sync()
 	o.send(keyMsg(true, 'o'), keyMsg(false, 'o'))
 	o.check("o after the Control_L presses were released", o.sync(), press('o', 0))
+}
+
+// roleByPath routes every viewer to one upstream; path /watch gets RoleViewer.
+type roleByPath struct{ up *url.URL }
+
+func (r roleByPath) Resolve(_ context.Context, req *upgrade.Request) (*proxy.Route, error) {
+	rt := &proxy.Route{Upstream: r.up, Control: rfbparse.User}
+	if req.Path == "/watch" {
+		rt.Role = proxy.RoleViewer
+	}
+	return rt, nil
+}
+
+// TestCoreAttackViewerRoleExclusiveKicksController: ClientInit's shared flag
+// passes untouched. A read-only (RoleViewer) viewer that sends shared-flag 0
+// makes Xvnc (DisconnectClients, its default) drop every other client of the
+// desktop, the controlling user included; in a loop it locks everyone out.
+func TestCoreAttackViewerRoleExclusiveKicksController(t *testing.T) {
+	teststack.Require(t, "Xvnc")
+	x := teststack.StartXvnc(t)
+	up, _ := url.Parse("tcp://" + x.Addr())
+	_, addr := startProxy(t, proxy.Config{Resolver: roleByPath{up}, Policy: rfbparse.DefaultPolicy()})
+
+	ctl := dialWS(t, addr, "/websockify")
+	_ = ctl.NetConn().SetDeadline(time.Now().Add(20 * time.Second))
+	cc, err := rfbclient.Handshake(ctl, rfbclient.Options{})
+	if err != nil {
+		t.Fatalf("controller handshake: %v", err)
+	}
+	w := dialWS(t, addr, "/watch")
+	_ = w.NetConn().SetDeadline(time.Now().Add(20 * time.Second))
+	wc, err := rfbclient.Handshake(w, rfbclient.Options{Exclusive: true})
+	if err != nil {
+		t.Fatalf("watcher handshake: %v", err)
+	}
+	// Xvnc drops the others when it processes the exclusive ClientInit,
+	// before it sends that client's ServerInit. One full update on each
+	// side: the watcher's proves Xvnc is serving it; the controller's must
+	// still arrive.
+	if err := wc.RequestFull(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wc.ReadUpdate(); err != nil {
+		t.Fatalf("watcher update: %v", err)
+	}
+	if err := cc.RequestFull(); err != nil {
+		t.Fatalf("controller lost its session to a read-only viewer's exclusive ClientInit: %v", err)
+	}
+	if _, err := cc.ReadUpdate(); err != nil {
+		t.Fatalf("controller lost its session to a read-only viewer's exclusive ClientInit: %v", err)
+	}
 }

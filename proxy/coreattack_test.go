@@ -151,3 +151,25 @@ func TestCoreAttackViewerRoleExclusiveKicksController(t *testing.T) {
 		t.Fatalf("controller lost its session to a read-only viewer's exclusive ClientInit: %v", err)
 	}
 }
+
+// TestCoreAttackISOLeftTabIsShiftTab: TigerVNC turns keysym ISO_Left_Tab
+// (0xfe20) into Tab with a faked Shift. With --forbidden ctrl+shift+tab
+// (Chromium: previous tab), Ctrl + ISO_Left_Tab matches nothing in vncedge
+// (another keysym, no Shift held) and X gets Tab with Control|Shift.
+func TestCoreAttackISOLeftTabIsShiftTab(t *testing.T) {
+	const isoLeftTab, tab = 0xfe20, 0xff09
+	pol, err := rfbparse.NewPolicy("ctrl+o,ctrl+shift+tab", rfbparse.RightStrip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := startOracle(t, pol)
+	o.send(keyMsg(true, ctrlL), keyMsg(true, isoLeftTab), keyMsg(false, isoLeftTab), keyMsg(false, ctrlL),
+		keyMsg(true, tab), keyMsg(false, tab))
+	got := o.sync()
+	for _, k := range got {
+		if k.press && (k.keysym == tab || k.keysym == isoLeftTab) && k.state&0x5 == 0x5 {
+			t.Errorf("X got %s: Ctrl+Shift+Tab\nall events:\n%s", k, dumpKeys(got))
+		}
+	}
+	o.check("Ctrl + ISO_Left_Tab", got, press(tab, 0))
+}

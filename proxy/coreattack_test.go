@@ -28,7 +28,8 @@ func TestCoreAttackTwoViewersShareXModifiers(t *testing.T) {
 		t.Run("qemu-keys="+mode.String(), func(t *testing.T) {
 			a := startOracle(t, policyWith(mode))
 			b := &oracle{t: t, x: a.x, xev: a.xev, addr: a.addr}
-			b.connect("/websockify")
+			// B: another viewer (client_id) of the same platform session.
+			b.connect("/v1/stream/vnc/browser_session/oracle?client_id=c-second-tab")
 			a.mark, a.taps = b.mark, a.taps+b.taps // F5 taps are counted over both
 			// A holds Ctrl; sync through A so X holds it before B types.
 			a.send(keyMsg(true, ctrlL))

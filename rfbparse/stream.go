@@ -487,7 +487,17 @@ func (s *Stream) decide(pre []byte) (bool, error) {
 			return false, errClientOutOfTurn
 		}
 		return true, s.chooseSecurity(pre[0])
-	case phAuth, phInit:
+	case phAuth:
+		return true, nil
+	case phInit:
+		// ClientInit's shared-flag: 0 asks the server to disconnect every
+		// other client. Under a policy a viewer may not do that to the
+		// others (a read-only viewer could lock the controller out): the
+		// flag is set, in place.
+		if s.pol != nil && pre[0] == 0 {
+			pre[0] = 1
+			s.Stats.Rewritten++
+		}
 		return true, nil
 	}
 	if s.encLeft > 0 {

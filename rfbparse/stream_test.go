@@ -297,6 +297,30 @@ func runHandshake(t *testing.T, s *Stream, steps []hsStep) (out []byte, err erro
 	return w.buf, nil
 }
 
+// ClientInit's exclusive flag (0: disconnect every other client) is set to
+// shared under a policy, so no viewer can push the others off the server;
+// without a policy it passes as sent.
+func TestClientInitShared(t *testing.T) {
+	for _, pol := range []*Policy{DefaultPolicy(), nil} {
+		s := NewStream(pol, User)
+		out, err := runHandshake(t, s, []hsStep{
+			{server: srvVer(8), client: []byte("RFB 003.008\n")},
+			{server: []byte{1, 1}, client: []byte{1}},
+			{server: u32(0), client: []byte{0}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := byte(1)
+		if pol == nil {
+			want = 0
+		}
+		if got := out[len(out)-1]; got != want {
+			t.Errorf("policy %v: ClientInit shared-flag %d, want %d", pol != nil, got, want)
+		}
+	}
+}
+
 func TestHandshakes(t *testing.T) {
 	// The VNC auth response starts with 0x04/0x05 to look like a KeyEvent or
 	// PointerEvent: it must not be read as input (Ctrl+O inside it).
@@ -322,7 +346,7 @@ func TestHandshakes(t *testing.T) {
 			{server: srvVer(8), client: []byte("RFB 003.008\n")},
 			{server: []byte{1, 2}, client: []byte{2}},
 			{server: challenge, client: resp5},
-			{server: u32(0), client: []byte{0}},
+			{server: u32(0), client: []byte{1}},
 		}},
 		{"3.7 none", []hsStep{
 			{server: srvVer(7), client: []byte("RFB 003.007\n")},

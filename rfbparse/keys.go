@@ -1,6 +1,9 @@
 package rfbparse
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"strings"
+)
 
 // Key state as the servers keep it. See the package doc for the model.
 
@@ -101,7 +104,7 @@ func (s *Stream) keyDown(ev heldKey) bool {
 	if k3 == k1 || k3 == k2 {
 		k3 = 0
 	}
-	if s.blocked(k1) || k2 != 0 && s.blocked(k2) || k3 != 0 && s.blocked(k3) {
+	if s.blocked(k1, ev.ks) || k2 != 0 && s.blocked(k2, 0) || k3 != 0 && s.blocked(k3, s.heldKeysym(look)) {
 		s.events |= EventBlocked
 		s.Stats.Dropped[DropShortcut]++
 		return false
@@ -190,14 +193,26 @@ func (s *Stream) deriveMods() {
 	s.mods, s.grp = m, groups(m)
 }
 
-// blocked reports whether a press meaning folded keysym k is dropped: it
-// completes a forbidden shortcut, is the control character of a forbidden
-// Ctrl shortcut (typed with or without Ctrl), or opens the context menu.
-func (s *Stream) blocked(k uint32) bool {
+// blocked reports whether a press meaning folded keysym k (raw as sent, 0
+// when unknown) is dropped: it completes a forbidden shortcut, is the
+// control character of a forbidden Ctrl shortcut (typed with or without
+// Ctrl), or opens the context menu.
+//
+// A keysym that needs Shift on its key (an upper-case letter, a shifted
+// symbol, ISO_Left_Tab) counts as Shift held: Xvnc presses a fake Shift to
+// type it, so Ctrl + 'I' arrives as Ctrl+Shift+I, and Ctrl + ISO_Left_Tab as
+// Ctrl+Shift+Tab. Shifted symbols are also judged as their unshifted key on
+// a US layout ('!' as Shift+1).
+func (s *Stream) blocked(k, raw uint32) bool {
 	if k == 0 {
 		return false
 	}
-	if s.forbidden(k) {
+	grp := s.grp
+	base, shifted := shiftedKeysym(raw)
+	if shifted {
+		grp |= ModShift
+	}
+	if s.forbiddenWith(k, grp) || base != 0 && s.forbiddenWith(base, grp) {
 		return true
 	}
 	if c := k &^ 0x1000000; c >= 0x01 && c <= 0x1f && (k == c || k>>24 == 1) {
@@ -218,17 +233,53 @@ func (s *Stream) blocked(k uint32) bool {
 		// key's position: under the modifiers of a forbidden letter
 		// shortcut, no such keysym passes.
 		for _, sc := range s.pol.Forbidden {
-			if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && s.grp&sc.Mods == sc.Mods {
+			if sc.Mods != 0 && sc.Key >= 'a' && sc.Key <= 'z' && grp&sc.Mods == sc.Mods {
 				return true
 			}
 		}
 	}
 	if s.pol.RightButton != RightAllow && !s.pol.AllowContextMenuKeys {
-		if k == KeysymMenu || k == KeysymF10 && s.grp&ModShift != 0 {
+		if k == KeysymMenu || k == KeysymF10 && grp&ModShift != 0 {
 			return true
 		}
 	}
 	return false
+}
+
+// usShifted maps the US layout's shifted symbols to their unshifted keys.
+const usShifted, usBase = "~!@#$%^&*()_+{}|:\"<>?", "`1234567890-=[]\\;',./"
+
+// keysymISOLeftTab is Shift+Tab's keysym; keysymTab is Tab's.
+const keysymISOLeftTab, keysymTab = 0xfe20, 0xff09
+
+// shiftedKeysym reports whether raw needs Shift on its key (fail closed: as
+// on a US layout) and, where its key's own keysym differs beyond case, that
+// keysym (base; 0 when none).
+func shiftedKeysym(raw uint32) (base uint32, shifted bool) {
+	if raw >= 0x1000020 && raw <= 0x100007e {
+		raw -= 0x1000000
+	}
+	switch {
+	case raw >= 'A' && raw <= 'Z':
+		return 0, true
+	case raw == keysymISOLeftTab:
+		return keysymTab, true
+	case raw < 0x80:
+		if i := strings.IndexByte(usShifted, byte(raw)); i >= 0 {
+			return uint32(usBase[i]), true
+		}
+	}
+	return 0, false
+}
+
+// heldKeysym is the keysym of the held key under lookup identity look.
+func (s *Stream) heldKeysym(look uint32) uint32 {
+	for i := range s.nHeld {
+		if h := &s.keys[i]; h.in&inTiger != 0 && h.lookup() == look {
+			return h.ks
+		}
+	}
+	return 0
 }
 
 // nonASCII reports whether folded keysym k is anything but ASCII or a
@@ -239,11 +290,11 @@ func nonASCII(k uint32) bool {
 	return k >= 0x80 && (k < 0xfd00 || k > 0xffff)
 }
 
-// forbidden reports whether key-down k (a folded keysym) completes a
-// forbidden shortcut.
-func (s *Stream) forbidden(k uint32) bool {
+// forbiddenWith reports whether key-down k (a folded keysym) with modifier
+// groups grp completes a forbidden shortcut.
+func (s *Stream) forbiddenWith(k uint32, grp Modifier) bool {
 	for _, sc := range s.pol.Forbidden {
-		if sc.Key == k && s.grp&sc.Mods == sc.Mods {
+		if sc.Key == k && grp&sc.Mods == sc.Mods {
 			return true
 		}
 	}

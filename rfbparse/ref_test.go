@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -184,13 +185,29 @@ func (r *refParser) heldMods() (Modifier, bool) {
 }
 
 func (r *refParser) isBlocked(k uint32) bool {
+	raw := k
+	if raw > 0x1000000 && raw <= 0x100007e {
+		raw -= 0x1000000
+	}
 	k = refLower(k)
 	if k == 0 {
 		return false
 	}
 	mods, _ := r.heldMods()
+	// Xvnc fakes Shift for keysyms that need it (US layout, fail closed).
+	also := uint32(0)
+	switch {
+	case raw >= 'A' && raw <= 'Z':
+		mods |= ModShift
+	case raw == 0xfe20: // ISO_Left_Tab is Shift+Tab
+		mods |= ModShift
+		also = 0xff09
+	case raw < 0x80 && strings.ContainsRune(`~!@#$%^&*()_+{}|:"<>?`, rune(raw)):
+		mods |= ModShift
+		also = uint32("`1234567890-=[]\\;',./"[strings.IndexRune(`~!@#$%^&*()_+{}|:"<>?`, rune(raw))])
+	}
 	for _, sc := range r.pol.Forbidden {
-		if sc.Key == k && mods&sc.Mods == sc.Mods {
+		if (sc.Key == k || also != 0 && sc.Key == also) && mods&sc.Mods == sc.Mods {
 			return true
 		}
 		c := k

@@ -197,6 +197,7 @@ type Server struct {
 	admitted int
 	perIP    map[string]int
 	perOrg   map[string]int
+	desktops map[string]*desktop // by upstream, under mu (desktop.go)
 	draining atomic.Bool
 	now      atomic.Int64 // coarse clock (unix ns), set each tick: sessions read it per frame
 	ln       net.Listener
@@ -231,7 +232,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	quit, quitNow := context.WithCancel(context.Background())
-	return &Server{quit: quit, quitNow: quitNow, tlsPerIP: map[string]int{}, guard: guard, cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
+	return &Server{quit: quit, quitNow: quitNow, tlsPerIP: map[string]int{}, guard: guard, cfg: cfg, sessions: map[*session]struct{}{}, reg: newRegistry(), perIP: map[string]int{}, perOrg: map[string]int{}, desktops: map[string]*desktop{}, booted: make(chan struct{}), stopped: make(chan struct{})}, nil
 }
 
 // Stats is a snapshot of server-wide counters.

@@ -42,6 +42,7 @@ type session struct {
 	viewer  gnet.Conn
 	remote  net.Addr // the viewer's address (viewerAddr)
 	proxied bool
+	desktop string    // key of the desktop whose keyboard the policy shares (desktop.go)
 	vbridge io.Closer // a TLS viewer's bridge (tlsbridge.go), closed when the viewer conn closes      // the PROXY protocol header was read (realaddr.go)
 	up      gnet.Conn // nil until enrolled, and again once closed
 	state   uint8
@@ -446,6 +447,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		s.srv.reg.notifyWatchers(p) // a controller back in control drives again (roles.go)
 	}
 	s.rfb = newRoleStream(s.srv.cfg.Policy, rt.Role, control)
+	s.shareKeys() // one keyboard per VNC server (desktop.go)
 	ua := s.req.UserAgent
 	s.rfb.SetMac(strings.Contains(ua, "Macintosh") || strings.Contains(ua, "Mac OS X"))
 	if s.wsUp {
@@ -909,6 +911,7 @@ func (s *session) viewerClosed(err error) {
 	}
 	s.state = stClosed
 	s.closeUpstream()
+	s.unshareKeys()
 	s.srv.reg.detach(s)
 	s.srv.reg.notifyWatchers(s.pair) // a controller gone no longer drives (roles.go)
 	s.published.Store(nil)

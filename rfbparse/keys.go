@@ -144,13 +144,34 @@ func (s *Stream) keyDown(ev heldKey) bool {
 // model, and changes nothing otherwise (servers ignore such releases).
 func (s *Stream) keyUp(ev heldKey) bool {
 	look := ev.lookup()
+	// Xvnc releases a plain event's keysym on the lowest X keycode holding
+	// it, which need not be the press TigerVNC's tracking names when
+	// another press (a QEMU one, on another keycode) carries the same
+	// keysym: then this release frees neither in the TigerVNC model.
+	ambiguous := false
+	if !ev.qemu && ev.fk != 0 {
+		plain, byCode := false, false
+		for i := range s.nHeld {
+			h := &s.keys[i]
+			if h.in&inTiger == 0 {
+				continue
+			}
+			plain = plain || h.lookup() == look
+			byCode = byCode || h.qemu && h.kc != 0 && h.kc < 0x80000000 && h.fk == ev.fk
+		}
+		ambiguous = plain && byCode
+	}
 	freed := false
 	n := 0
 	for i := range s.nHeld {
 		h := &s.keys[i]
 		in := h.in
 		if h.lookup() == look {
-			in &^= inTiger
+			if ambiguous {
+				freed = true // the server acts on it, somewhere: pass it, hold on
+			} else {
+				in &^= inTiger
+			}
 		}
 		if ev.xt != 0 && h.xt == ev.xt {
 			in &^= inKeycode
@@ -191,6 +212,7 @@ func (s *Stream) deriveMods() {
 		m |= s.keys[i].mk
 	}
 	s.mods, s.grp = m, groups(m)
+	s.publish()
 }
 
 // blocked reports whether a press meaning folded keysym k (raw as sent, 0
@@ -207,7 +229,7 @@ func (s *Stream) blocked(k, raw uint32) bool {
 	if k == 0 {
 		return false
 	}
-	grp := s.grp
+	grp := s.judgeGroups() // the desktop's other connections' modifiers too (shared.go)
 	base, shifted := shiftedKeysym(raw)
 	if shifted {
 		grp |= ModShift

@@ -269,7 +269,20 @@ func (r *refParser) key(down bool, ks, kc uint32, qemu bool) bool {
 		if !a && !b && !c {
 			return r.drop(DropUnmatched)
 		}
-		delete(r.tiger, look)
+		// Xvnc may release a plain keysym on another press's keycode: with
+		// a QEMU press of the same keysym held, the TigerVNC model frees
+		// neither.
+		ambiguous := false
+		if !qemu && ks != 0 && a {
+			for l, p := range r.tiger {
+				if l < 0x80000000 && l != 0 && refLower(p.ks) == lk {
+					ambiguous = true
+				}
+			}
+		}
+		if !ambiguous {
+			delete(r.tiger, look)
+		}
 		if b {
 			delete(r.kcode, xt)
 		}

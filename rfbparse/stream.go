@@ -147,6 +147,8 @@ type Stream struct {
 	// Policy state.
 	mods       uint16              // modifier keys some server model holds
 	grp        Modifier            // groups(mods)
+	shared     *SharedKeys         // the desktop's keyboard, shared with its other connections (shared.go)
+	published  uint16              // mods as last published to shared
 	keys       [maxHeld]heldKey    // keys passed down that some server model holds
 	nHeld      int                 //
 	ptrX, ptrY uint16              // last pointer position passed

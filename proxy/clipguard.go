@@ -36,8 +36,8 @@ func (s *session) startCopy(p *pair, tell *session) {
 	}
 	srv, ctx, log := s.srv, s.traceCtx(), s.logger()
 	go func() {
-		defer p.clipBusy.Store(false)
-		srv.copyText(ctx, log, p)
+		defer p.clipBusy.Store(false) // also when copyText returns early
+		srv.copyText(ctx, log, p, func() { p.clipBusy.Store(false) })
 	}()
 }
 
@@ -63,7 +63,7 @@ func (s *session) startPaste(kind, text string) {
 	srv, ctx, log := s.srv, s.traceCtx(), s.logger()
 	go func() {
 		defer p.clipBusy.Store(false)
-		srv.pasteText(ctx, log, p, kind, text)
+		srv.pasteText(ctx, log, p, kind, text, func() { p.clipBusy.Store(false) })
 	}()
 }
 

@@ -295,7 +295,9 @@ func (s *session) onEvents(ev rfbparse.Event) {
 
 // copyText reads the remote selection and sends it to the page (off loop);
 // tctx carries the session span the call's span hangs under.
-func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
+// release ends the pair's clipboard operation; it runs before the answer
+// goes out, so a viewer that acts on the answer finds the pair free.
+func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair, release func()) {
 	_, msg := srv.reg.peers(p)
 	if msg == nil {
 		return // nobody to tell
@@ -313,6 +315,7 @@ func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
 		err = copyTooLarge(text)
 	}
 	done(err)
+	release()
 	if err != nil {
 		log.Warn("clipboard copy failed", "err", tracing.Redact(err.Error()))
 		msg.sendMessage(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: "could not read the selection"}, false)
@@ -322,7 +325,7 @@ func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair) {
 }
 
 // pasteText types text into the remote page (off loop).
-func (srv *Server) pasteText(tctx context.Context, log *slog.Logger, p *pair, kind, text string) {
+func (srv *Server) pasteText(tctx context.Context, log *slog.Logger, p *pair, kind, text string, release func()) {
 	defer srv.dropIfIdle(p)
 	ctx, cancel := context.WithTimeout(tctx, srv.cfg.ClipboardTimeout)
 	defer cancel()
@@ -332,6 +335,7 @@ func (srv *Server) pasteText(tctx context.Context, log *slog.Logger, p *pair, ki
 		err = c.InsertText(ctx, text)
 	}
 	done(err)
+	release()
 	if err != nil {
 		log.Warn("clipboard paste failed", "err", tracing.Redact(err.Error()))
 		if _, msg := srv.reg.peers(p); msg != nil {

@@ -1,0 +1,170 @@
+package rfbparse
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// viewStream builds a server stream from ServerInit on, and the same stream
+// with every ServerCutText removed.
+func viewStream() (in, want []byte) {
+	var a, b bytes.Buffer
+	both := func(p ...byte) { a.Write(p); b.Write(p) }
+	u16 := func(v uint16) []byte { return binary.BigEndian.AppendUint16(nil, v) }
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	rect := func(w, h uint16, enc int32) {
+		both(0, 0, 0, 0)
+		both(u16(w)...)
+		both(u16(h)...)
+		both(u32(uint32(enc))...)
+	}
+	// ServerInit: 1024x768, 32 bpp, name "xv".
+	both(4, 0, 3, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0)
+	both(u32(2)...)
+	both('x', 'v')
+	cut := func(n int32, text string) {
+		a.Write([]byte{SrvServerCutText, 0, 0, 0})
+		a.Write(u32(uint32(n)))
+		a.WriteString(text)
+	}
+	cut(6, "secret")
+	both(SrvFramebufferUpdate, 0)
+	both(u16(0xffff)...)
+	rect(2, 2, EncodingRaw)
+	both(bytes.Repeat([]byte{0xaa}, 16)...)
+	rect(3, 1, EncodingCopyRect)
+	both(1, 2, 3, 4)
+	rect(8, 8, EncodingZRLE)
+	both(u32(5)...)
+	both(9, 9, 9, 9, 9)
+	rect(9, 2, EncodingCursor)
+	both(bytes.Repeat([]byte{0xcc}, 9*2*4+2*2)...)
+	rect(1024, 768, EncodingExtendedDesktopSize)
+	both(1, 0, 0, 0)
+	both(make([]byte, 16)...)
+	rect(0, 0, EncodingDesktopName)
+	both(u32(3)...)
+	both('a', 'b', 'c')
+	rect(0, 0, EncodingLastRect)
+	cut(-7, "\x10\x00\x00\x01xyz") // extended clipboard form
+	both(SrvBell)
+	both(SrvSetColourMapEntries, 0, 0, 0, 0, 1)
+	both(make([]byte, 6)...)
+	both(SrvServerFence, 0, 0, 0, 0, 0, 0, 0, 3, 1, 2, 3)
+	both(SrvXVP, 0, 1, 2)
+	both(SrvEndOfContinuousUpdates)
+	cut(0, "")
+	both(SrvFramebufferUpdate, 0, 0, 1)
+	rect(1, 1, EncodingRaw)
+	both(1, 2, 3, 4)
+	cut(3, "end")
+	return a.Bytes(), b.Bytes()
+}
+
+func feedSplit(t testing.TB, in []byte, cuts ...int) ([]byte, error) {
+	var f ViewFilter
+	var out bytes.Buffer
+	prev := 0
+	for _, c := range append(cuts, len(in)) {
+		if err := f.Feed(in[prev:c], &out); err != nil {
+			return out.Bytes(), err
+		}
+		prev = c
+	}
+	return out.Bytes(), nil
+}
+
+func TestViewFilterDropsCutTextAtEverySplit(t *testing.T) {
+	in, want := viewStream()
+	for i := 0; i <= len(in); i++ {
+		for j := i; j <= len(in); j++ {
+			got, err := feedSplit(t, in, i, j)
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("split %d,%d: err %v, output differs (%d vs %d bytes)", i, j, err, len(got), len(want))
+			}
+		}
+	}
+	var f ViewFilter
+	var out bytes.Buffer
+	for k := range in {
+		if err := f.Feed(in[k:k+1], &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(out.Bytes(), want) || f.Dropped != 4 {
+		t.Fatalf("byte by byte: %d dropped, output equal %v", f.Dropped, bytes.Equal(out.Bytes(), want))
+	}
+}
+
+func TestViewFilterFailsClosed(t *testing.T) {
+	init := append([]byte{4, 0, 3, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0}, 0, 0, 0, 0)
+	for name, tail := range map[string][]byte{
+		"unknown message":   {99, 1, 2, 3},
+		"tight rectangle":   {0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 7, 3, 3, 3},
+		"fence over 64":     {SrvServerFence, 0, 0, 0, 0, 0, 0, 0, 65},
+		"QEMU server msg":   {255, 1, 0, 0},
+		"ext clipboard enc": {0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0xc0, 0xa1, 0xe5, 0xce},
+	} {
+		got, err := feedSplit(t, append(init[:len(init):len(init)], tail...))
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if _, ok := err.(*Error); !ok {
+			t.Errorf("%s: %v is not an *Error", name, err)
+		}
+		if len(got) > len(init)+16 || bytes.Contains(got, []byte{3, 3, 3}) {
+			t.Errorf("%s: passed bytes after the unframeable item: %v", name, got)
+		}
+	}
+	var f ViewFilter
+	f.SetBPP(24)
+	if _, err := feedSplit(t, append(init[:len(init):len(init)], 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0)); err != nil {
+		t.Fatal(err) // 32 bpp from ServerInit: a Raw rectangle header frames
+	}
+	bad := append([]byte(nil), init...)
+	bad[4] = 24
+	if _, err := feedSplit(t, append(bad, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0)); err == nil {
+		t.Error("24 bpp Raw accepted")
+	}
+}
+
+func TestViewFilterNoAllocs(t *testing.T) {
+	in, _ := viewStream()
+	var f ViewFilter
+	w := &discard{}
+	n := testing.AllocsPerRun(100, func() {
+		f = ViewFilter{}
+		_ = f.Feed(in[:50], w)
+		_ = f.Feed(in[50:], w)
+	})
+	if n != 0 {
+		t.Fatalf("%v allocations per stream", n)
+	}
+}
+
+
+// FuzzViewFilter: any bytes, any split: never a panic, and the output and
+// verdict do not depend on where the stream was split.
+func FuzzViewFilter(f *testing.F) {
+	in, _ := viewStream()
+	f.Add(in, uint16(7), uint16(100))
+	f.Add(in[:40], uint16(0), uint16(3))
+	f.Fuzz(func(t *testing.T, in []byte, a, b uint16) {
+		i, j := int(a)%(len(in)+1), int(b)%(len(in)+1)
+		if i > j {
+			i, j = j, i
+		}
+		whole, err1 := feedSplit(t, in)
+		split, err2 := feedSplit(t, in, i, j)
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("verdict depends on split %d,%d: %v vs %v", i, j, err1, err2)
+		}
+		if err1 == nil && !bytes.Equal(whole, split) {
+			t.Fatalf("output depends on split %d,%d", i, j)
+		}
+		if err1 == nil && len(whole) > len(in) {
+			t.Fatal("more out than in")
+		}
+	})
+}

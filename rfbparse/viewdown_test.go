@@ -143,7 +143,6 @@ func TestViewFilterNoAllocs(t *testing.T) {
 	}
 }
 
-
 // FuzzViewFilter: any bytes, any split: never a panic, and the output and
 // verdict do not depend on where the stream was split.
 func FuzzViewFilter(f *testing.F) {

@@ -56,6 +56,9 @@ func newRoleStream(pol *rfbparse.Policy, role Role, control rfbparse.Interactor)
 			pol = viewOnlyPolicy
 		}
 		control = rfbparse.Agent
+		st := rfbparse.NewStream(pol, control)
+		st.SetViewOnly() // encodings the server stream's filter can frame (viewdown.go)
+		return st
 	}
 	return rfbparse.NewStream(pol, control)
 }

@@ -21,6 +21,7 @@ const (
 const (
 	EncodingRaw                 = 0
 	EncodingCopyRect            = 1
+	EncodingHextile             = 5
 	EncodingZRLE                = 16
 	EncodingDesktopSize         = -223
 	EncodingLastRect            = -224
@@ -40,11 +41,11 @@ const (
 
 // ViewFramable reports whether a client may keep encoding e in the
 // SetEncodings of a view-only channel: rectangles of e have a computable
-// length, or e only adds server messages of a known length, or it is a
+// length (Hextile: tile by tile), or e only adds server messages of a known length, or it is a
 // client-side hint (quality and compression levels) the server never sends.
 func ViewFramable(e int32) bool {
 	switch e {
-	case EncodingRaw, EncodingCopyRect, EncodingZRLE, EncodingDesktopSize, EncodingLastRect,
+	case EncodingRaw, EncodingCopyRect, EncodingHextile, EncodingZRLE, EncodingDesktopSize, EncodingLastRect,
 		EncodingPointerPos, EncodingCursor, EncodingXCursor, EncodingQEMUExtendedKeyEvent,
 		EncodingQEMULEDState, EncodingDesktopName, EncodingExtendedDesktopSize, EncodingXVP,
 		EncodingFence, EncodingContinuousUpdates:
@@ -62,6 +63,8 @@ const (
 	vfRect                    // a rectangle header: 12 bytes
 	vfRectHead                // the length prefix of a rectangle body (vfNeed bytes)
 	vfBody                    // vfLeft bytes of body
+	vfTile                    // a Hextile tile's subencoding byte
+	vfTileHead                // a Hextile tile's colours and subrectangle count (vfNeed bytes)
 )
 
 var (
@@ -90,6 +93,9 @@ type ViewFilter struct {
 	rects   uint16 // rectangles still to come in the current update
 	enc     int32  // encoding of the current rectangle
 	w, h    uint64 // size of the current rectangle
+	tiles   uint64 // Hextile tiles still to come in the current rectangle
+	tile    uint64 // index of the current Hextile tile
+	tflags  byte   // subencoding of the current Hextile tile
 	bpp     uint8  // bits per pixel in use
 	err     error
 	Dropped uint64 // ServerCutText messages dropped
@@ -120,7 +126,7 @@ func (f *ViewFilter) Feed(p []byte, w io.Writer) error {
 	i := 0
 	for i < len(p) {
 		switch f.st {
-		case vfInit, vfHeader, vfRect, vfRectHead:
+		case vfInit, vfHeader, vfRect, vfRectHead, vfTile, vfTileHead:
 			k := copy(f.hold[f.held:f.need], p[i:])
 			f.held += k
 			i += k
@@ -210,6 +216,10 @@ func (f *ViewFilter) message(t byte) error {
 
 // next goes on after the current item's last byte.
 func (f *ViewFilter) next() {
+	if f.tiles > 0 {
+		f.st, f.need, f.drop = vfTile, 1, false
+		return
+	}
 	if f.msg == SrvFramebufferUpdate && f.rects > 0 {
 		f.st, f.need, f.drop = vfRect, 12, false
 		return
@@ -240,6 +250,18 @@ func (f *ViewFilter) header() error {
 		f.w, f.h = uint64(binary.BigEndian.Uint16(b[4:6])), uint64(binary.BigEndian.Uint16(b[6:8]))
 		f.enc = int32(binary.BigEndian.Uint32(b[8:12]))
 		return f.rect()
+	case vfTile:
+		return f.hextileTile(b[0])
+	case vfTileHead:
+		n, _ := f.pixelBytes()
+		if f.tflags&hexAnySubrects == 0 {
+			f.body(0)
+		} else if f.tflags&hexSubrectsColoured != 0 {
+			f.body(uint64(b[len(b)-1]) * (n + 2))
+		} else {
+			f.body(uint64(b[len(b)-1]) * 2)
+		}
+		return nil
 	case vfRectHead:
 		switch f.enc {
 		case EncodingZRLE, EncodingDesktopName:
@@ -284,6 +306,12 @@ func (f *ViewFilter) rect() error {
 		f.body(f.w * f.h * n)
 	case EncodingCopyRect:
 		f.body(4)
+	case EncodingHextile:
+		if _, err := px(); err != nil {
+			return err
+		}
+		f.tile, f.tiles = 0, (f.w+15)/16*((f.h+15)/16)
+		f.body(0)
 	case EncodingZRLE, EncodingDesktopName:
 		f.need, f.st = 4, vfRectHead
 	case EncodingExtendedDesktopSize:
@@ -363,4 +391,47 @@ func (s *Stream) viewMessage(pre []byte) bool {
 		s.pfLocked = true
 	}
 	return true
+}
+
+// Hextile subencoding bits (RFC 6143 §7.7.4).
+const (
+	hexRaw              = 1
+	hexBackground       = 2
+	hexForeground       = 4
+	hexAnySubrects      = 8
+	hexSubrectsColoured = 16
+)
+
+// hextileTile frames the tile whose subencoding byte is t.
+func (f *ViewFilter) hextileTile(t byte) error {
+	n, err := f.pixelBytes()
+	if err != nil {
+		return err
+	}
+	cols := (f.w + 15) / 16
+	col, row := f.tile%cols, f.tile/cols
+	tw, th := min(16, f.w-col*16), min(16, f.h-row*16)
+	f.tile++
+	f.tiles--
+	f.tflags = t
+	if t&hexRaw != 0 {
+		f.body(tw * th * n)
+		return nil
+	}
+	var head uint64
+	if t&hexBackground != 0 {
+		head += n
+	}
+	if t&hexForeground != 0 {
+		head += n
+	}
+	if t&hexAnySubrects != 0 {
+		head++
+	}
+	if head == 0 {
+		f.body(0)
+		return nil
+	}
+	f.need, f.st = int(head), vfTileHead
+	return nil
 }

@@ -46,6 +46,13 @@ func viewStream() (in, want []byte) {
 	rect(0, 0, EncodingDesktopName)
 	both(u32(3)...)
 	both('a', 'b', 'c')
+	rect(20, 17, EncodingHextile) // 2x2 tiles: 16x16, 4x16, 16x1, 4x1
+	both(hexRaw)
+	both(bytes.Repeat([]byte{0x11}, 16*16*4)...)
+	both(hexBackground|hexForeground|hexAnySubrects, 1, 2, 3, 4, 5, 6, 7, 8, 2, 0x00, 0x11, 0x22, 0x33)
+	both(hexAnySubrects|hexSubrectsColoured, 1)
+	both(9, 9, 9, 9, 0x01, 0x10)
+	both(0) // same background as before
 	rect(0, 0, EncodingLastRect)
 	cut(-7, "\x10\x00\x00\x01xyz") // extended clipboard form
 	both(SrvBell)

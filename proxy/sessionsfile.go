@@ -21,6 +21,9 @@ import (
 // session does not say.
 func ParseSessionsFile(path string, b []byte, defaultControl rfbparse.Interactor) (*SessionsFile, error) {
 	p := &sessionsParser{path: path}
+	if len(b) > MaxSessionsFileSize {
+		return nil, fmt.Errorf("sessions file %s: larger than %d bytes (1 MiB)", path, MaxSessionsFileSize)
+	}
 	var doc, more yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
@@ -178,7 +181,12 @@ func (p *sessionsParser) headers(n *yaml.Node, name string) (http.Header, error)
 		if err := p.str(v, name+"."+k.Value, &val); err != nil {
 			return nil, err
 		}
-		if h.Get(k.Value) != "" {
+		// The rules SafeHeaders applies when it sends them: what it would
+		// drop is an error here, not a header silently never sent.
+		if err := CheckUpstreamHeader(k.Value, val); err != nil {
+			return nil, p.errf(k, "%s: %v", name, err)
+		}
+		if _, dup := h[http.CanonicalHeaderKey(k.Value)]; dup {
 			return nil, p.errf(k, "%s: header %q given twice", name, k.Value)
 		}
 		h.Set(k.Value, val)

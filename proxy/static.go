@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -63,9 +64,9 @@ func LoadStaticResolver(path string, defaultControl rfbparse.Interactor) (*Stati
 // is false when the file's bytes are those of the table in use (nothing was
 // swapped).
 func (s *StaticResolver) Reload(path string) (changed bool, err error) {
-	b, err := os.ReadFile(path)
+	b, err := readSessionsFile(path)
 	if err != nil {
-		return false, fmt.Errorf("sessions file: %w", err)
+		return false, err
 	}
 	if old := s.table.Load(); old != nil && bytes.Equal(old.raw, b) {
 		return false, nil
@@ -86,6 +87,29 @@ func (s *StaticResolver) Reload(path string) (changed bool, err error) {
 	}
 	s.table.Store(t)
 	return true, nil
+}
+
+// MaxSessionsFileSize bounds a sessions file: 1 MiB, the limit of a
+// Kubernetes ConfigMap or Secret. A bigger file is refused before it is
+// parsed (its YAML tree would cost tens of times its size); past a few
+// thousand sessions, signed tokens or a control plane fit better.
+const MaxSessionsFileSize = 1 << 20
+
+// readSessionsFile reads at most MaxSessionsFileSize bytes of path.
+func readSessionsFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sessions file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSessionsFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("sessions file: %w", err)
+	}
+	if len(b) > MaxSessionsFileSize {
+		return nil, fmt.Errorf("sessions file %s: larger than %d bytes (1 MiB): refused unread; use tokens or a control plane for more sessions", path, MaxSessionsFileSize)
+	}
+	return b, nil
 }
 
 // Verify implements Verifier: a channel ends once the table in use no

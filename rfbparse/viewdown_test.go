@@ -174,3 +174,64 @@ func FuzzViewFilter(f *testing.F) {
 		}
 	})
 }
+
+// TestViewOnlyEncodings: a view-only stream's SetEncodings keeps only
+// framable encodings (others become the entry before, Raw when first), so
+// Tight, the extended clipboard and ExtendedMouseButtons never reach the
+// server, and the pointer framing stays the 6-byte one the server keeps.
+func TestViewOnlyEncodings(t *testing.T) {
+	s := ready(t, DefaultPolicy(), Agent)
+	s.SetViewOnly()
+	in := setEnc(7, EncodingCopyRect, 7, EncodingHextile, EncodingExtendedClipboard, EncodingExtendedMouseButtons, -314, EncodingZRLE, EncodingQEMUExtendedKeyEvent, -32+9)
+	got := feedAll(t, s, in)
+	want := setEnc(EncodingRaw, EncodingCopyRect, EncodingCopyRect, EncodingHextile, EncodingHextile, EncodingHextile, EncodingHextile, EncodingZRLE, EncodingZRLE, -32+9)
+	if DefaultPolicy().QEMUKeys != QEMUKeysToKeysym {
+		q := int32(EncodingQEMUExtendedKeyEvent)
+		binary.BigEndian.PutUint32(want[4+8*4:], uint32(q))
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("SetEncodings out\n% x\nwant\n% x", got, want)
+	}
+	if s.ExtendedMouseButtons() {
+		t.Fatal("ExtendedMouseButtons kept on a view-only stream")
+	}
+	for i := 0; i < 100; i++ {
+		e := int32(i*7919 - 400000)
+		if ViewFramable(e) && e != EncodingRaw && e != EncodingCopyRect && e != EncodingHextile && e != EncodingZRLE && (e > -23 || e < -316) {
+			t.Fatalf("encoding %d framable", e)
+		}
+	}
+	if ViewFramable(EncodingExtendedClipboard) || ViewFramable(7) || ViewFramable(EncodingExtendedMouseButtons) {
+		t.Fatal("an unframable encoding is framable")
+	}
+}
+
+// TestViewOnlyPixelFormat: SetPixelFormat passes (and sets ClientBPP) only
+// before the first update request: after it the server's updates in flight
+// could not be framed across the change, so it is dropped.
+func TestViewOnlyPixelFormat(t *testing.T) {
+	s := ready(t, DefaultPolicy(), Agent)
+	s.SetViewOnly()
+	pf := setPF()
+	pf[4] = 16
+	if got := feedAll(t, s, pf); len(got) != 20 || s.ClientBPP() != 16 {
+		t.Fatalf("SetPixelFormat before any update: %d bytes out, bpp %d", len(got), s.ClientBPP())
+	}
+	if got := feedAll(t, s, fbur(false, 0, 0, 10, 10)); len(got) != 10 {
+		t.Fatalf("FramebufferUpdateRequest: %d bytes out", len(got))
+	}
+	pf[4] = 8
+	for k := 1; k < 20; k++ { // split anywhere
+		var w sink
+		mustFeed(t, s, bytes.Clone(pf[:k]), &w)
+		mustFeed(t, s, bytes.Clone(pf[k:]), &w)
+		if len(w.buf) != 0 || s.ClientBPP() != 16 {
+			t.Fatalf("SetPixelFormat after an update request passed (%d bytes, bpp %d)", len(w.buf), s.ClientBPP())
+		}
+	}
+	c := ready(t, DefaultPolicy(), User) // a controller's stream is not view-only
+	feedAll(t, c, fbur(false, 0, 0, 1, 1))
+	if got := feedAll(t, c, pf); len(got) != 20 {
+		t.Fatal("a controller's SetPixelFormat was dropped")
+	}
+}

@@ -29,6 +29,9 @@ type pair struct {
 	clip       clipboard
 	askedAt    time.Time // when an ask-for-clipboard was sent with the user in control; zero: none pending
 
+	idleList           *idleList // set while idle (idlecap.go); guarded by registry.mu
+	idlePrev, idleNext *pair
+
 	lastCutText atomic.Int64 // unix ns of the viewer's last ClientCutText
 	clipBusy    atomic.Bool  // a clipboard operation is in flight (clipguard.go)
 }
@@ -40,6 +43,8 @@ type registry struct {
 	pairs map[channelKey]*pair
 
 	bySession map[sessionKey]*sessionPairs // the pairs of each platform session (roles.go)
+	idle      map[string]*idleList         // idle pairs per organization (idlecap.go)
+	maxIdle   int                          // idle pairs per organization; 0: DefaultMaxIdlePairsPerOrg
 }
 
 func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
@@ -49,6 +54,9 @@ func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
 // "replaced"), and who has control. It fails when the pair belongs to another
 // organization, or has a live channel of another role (roles.go).
 func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, control rfbparse.Interactor, ok bool) {
+	if len(rt.ClientID) > MaxClientIDLen {
+		return nil, nil, 0, false // resolvers refuse it first (idlecap.go)
+	}
 	key := channelKey{rt.ClientID, rt.Kind, rt.ID}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -59,6 +67,7 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 		// CDP client) carries over.
 		go p.clip.close()
 		r.unindex(p)
+		r.unmarkIdle(p)
 		p = nil
 	}
 	if p == nil {
@@ -69,6 +78,7 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 	if p.org != rt.Organization || !roleFits(p, rt.Role) {
 		return nil, nil, 0, false
 	}
+	r.unmarkIdle(p) // in use again (idlecap.go)
 	if !p.controlSet {
 		p.control, p.controlSet = rt.Control, true
 	}
@@ -101,6 +111,7 @@ func (r *registry) detach(s *session) {
 	if p.vnc == nil && p.msg == nil {
 		p.idleSince = time.Now()
 		p.clip.drop() // no channel left: close the DevTools connection
+		r.markIdle(p)
 	}
 }
 
@@ -130,6 +141,7 @@ func (r *registry) sweep(now time.Time, grace time.Duration) {
 		if p.vnc == nil && p.msg == nil && now.Sub(p.idleSince) > grace {
 			delete(r.pairs, k)
 			r.unindex(p)
+			r.unmarkIdle(p)
 			idle = append(idle, p)
 		}
 	}

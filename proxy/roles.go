@@ -56,6 +56,9 @@ func newRoleStream(pol *rfbparse.Policy, role Role, control rfbparse.Interactor)
 			pol = viewOnlyPolicy
 		}
 		control = rfbparse.Agent
+		st := rfbparse.NewStream(pol, control)
+		st.SetViewOnly() // encodings the server stream's filter can frame (viewdown.go)
+		return st
 	}
 	return rfbparse.NewStream(pol, control)
 }
@@ -205,6 +208,11 @@ type clientIDRequired struct{ Resolver }
 // Resolve implements Resolver.
 func (c clientIDRequired) Resolve(ctx context.Context, r *upgrade.Request) (*Route, error) {
 	rt, err := c.Resolver.Resolve(ctx, r)
+	if err == nil && rt.Kind != "" {
+		if err := checkClientID(r.Query.Get("client_id")); err != nil {
+			return nil, err // blank, too long, or not printable ASCII (idlecap.go)
+		}
+	}
 	if err == nil && rt.Kind != "" && rt.ClientID == "" {
 		return nil, &upgrade.Error{Status: http.StatusBadRequest, Message: "client_id is required"}
 	}

@@ -77,6 +77,7 @@ type session struct {
 	vdec wsframe.Decoder // viewer frames (we are the server)
 	udec wsframe.Decoder // upstream frames for ws/wss upstreams (we are the client)
 	rfb  *rfbparse.Stream
+	down *rfbparse.ViewFilter // viewer role: the server stream, framed (viewdown.go)
 
 	// Upstream side (upstream_side.go).
 	maskRNG      maskStream // a fresh client mask per frame to ws upstreams
@@ -448,6 +449,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	}
 	s.rfb = newRoleStream(s.srv.cfg.Policy, rt.Role, control)
 	s.shareKeys() // one keyboard per VNC server (desktop.go)
+	s.down = newViewDown(rt.Role)
 	ua := s.req.UserAgent
 	s.rfb.SetMac(strings.Contains(ua, "Macintosh") || strings.Contains(ua, "Mac OS X"))
 	if s.wsUp {
@@ -628,11 +630,20 @@ func (s *session) fromUpstream(buf []byte) {
 // serverBytes tracks the server's handshake, then sends p to the viewer as one
 // binary frame, straight from the caller's buffer.
 func (s *session) serverBytes(p []byte) error {
+	if s.down != nil {
+		return s.viewerRoleBytes(p) // viewer role: no remote clipboard (viewdown.go)
+	}
 	if !s.rfb.HandshakeDone() {
 		if err := s.rfb.Server(p); err != nil {
 			return err
 		}
 	}
+	return s.writeDown(p)
+}
+
+// writeDown sends p to the viewer as one binary frame, straight from the
+// caller's buffer.
+func (s *session) writeDown(p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}

@@ -21,6 +21,9 @@ import (
 // session does not say.
 func ParseSessionsFile(path string, b []byte, defaultControl rfbparse.Interactor) (*SessionsFile, error) {
 	p := &sessionsParser{path: path}
+	if len(b) > MaxSessionsFileSize {
+		return nil, fmt.Errorf("sessions file %s: larger than %d bytes (1 MiB)", path, MaxSessionsFileSize)
+	}
 	var doc, more yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
@@ -178,7 +181,12 @@ func (p *sessionsParser) headers(n *yaml.Node, name string) (http.Header, error)
 		if err := p.str(v, name+"."+k.Value, &val); err != nil {
 			return nil, err
 		}
-		if h.Get(k.Value) != "" {
+		// The rules SafeHeaders applies when it sends them: what it would
+		// drop is an error here, not a header silently never sent.
+		if err := CheckUpstreamHeader(k.Value, val); err != nil {
+			return nil, p.errf(k, "%s: %v", name, err)
+		}
+		if _, dup := h[http.CanonicalHeaderKey(k.Value)]; dup {
 			return nil, p.errf(k, "%s: header %q given twice", name, k.Value)
 		}
 		h.Set(k.Value, val)
@@ -194,13 +202,30 @@ func (p *sessionsParser) apiKey(n *yaml.Node) (APIKey, error) {
 			return ak, err
 		}
 	} else {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if k.Kind == yaml.ScalarNode && (k.Value == "key" || k.Value == "role") {
+					continue
+				}
+				if k.Kind == yaml.ScalarNode && fieldLike(k.Value) {
+					return ak, p.errf(k, "unknown key %q", k.Value) // a typo of key or role
+				}
+				// Not quoted: "- sk_live_…: viewer" makes the api key a key.
+				return ak, p.errf(k, "api key: unknown key (not shown: it may be an api key); write {key: …, role: viewer}")
+			}
+		}
 		var role string
+		roleSet := false
 		err := p.mapping(n, map[string]func(*yaml.Node) error{
 			"key":  func(v *yaml.Node) error { return p.str(v, "key", &ak.Key) },
-			"role": func(v *yaml.Node) error { return p.str(v, "role", &role) },
+			"role": func(v *yaml.Node) error { roleSet = true; return p.str(v, "role", &role) },
 		}, "key")
 		if err != nil {
 			return ak, err
+		}
+		if roleSet && role == "" {
+			return ak, p.errf(n, "api key: role is empty: write controller or viewer, or leave role out for controller")
 		}
 		if ak.Role, err = ParseRole(role); err != nil {
 			return ak, p.errf(n, "%v", err)
@@ -244,7 +269,7 @@ func (p *sessionsParser) session(n *yaml.Node, defaultControl rfbparse.Interacto
 		return nil, p.errf(n, "session id is empty")
 	}
 	if rt.Upstream, err = ParseUpstream(upstream); err != nil {
-		return nil, p.errf(n, "session %s/%s: %v", rt.Kind, rt.ID, err)
+		return nil, p.errf(n, "session %s/%s: %v", rt.Kind, rt.ID, redactURLError(err, upstream))
 	}
 	switch control {
 	case "":
@@ -257,7 +282,7 @@ func (p *sessionsParser) session(n *yaml.Node, defaultControl rfbparse.Interacto
 	}
 	if rt.CDPURL != "" {
 		if err := checkCDPURL(rt.CDPURL); err != nil {
-			return nil, p.errf(n, "session %s/%s: cdp_url: %v", rt.Kind, rt.ID, err)
+			return nil, p.errf(n, "session %s/%s: cdp_url: %v", rt.Kind, rt.ID, redactURLError(err, rt.CDPURL))
 		}
 	} else if len(rt.CDPHeader) > 0 {
 		return nil, p.errf(n, "session %s/%s: cdp_headers without cdp_url", rt.Kind, rt.ID)
@@ -281,6 +306,21 @@ func checkCDPURL(raw string) error {
 		return errors.New("no host")
 	}
 	return nil
+}
+
+// fieldLike reports whether an unknown key of an api key mapping looks like
+// a mistyped field name (at most 12 lowercase letters and underscores), not
+// like an api key, and may be quoted in an error.
+func fieldLike(s string) bool {
+	if len(s) > 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 func nodeKind(n *yaml.Node) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -63,9 +64,9 @@ func LoadStaticResolver(path string, defaultControl rfbparse.Interactor) (*Stati
 // is false when the file's bytes are those of the table in use (nothing was
 // swapped).
 func (s *StaticResolver) Reload(path string) (changed bool, err error) {
-	b, err := os.ReadFile(path)
+	b, err := readSessionsFile(path)
 	if err != nil {
-		return false, fmt.Errorf("sessions file: %w", err)
+		return false, err
 	}
 	if old := s.table.Load(); old != nil && bytes.Equal(old.raw, b) {
 		return false, nil
@@ -88,13 +89,64 @@ func (s *StaticResolver) Reload(path string) (changed bool, err error) {
 	return true, nil
 }
 
-// Verify implements Verifier: a session ends once the table in use no
-// longer lists it for its organization.
-func (s *StaticResolver) Verify(_ context.Context, rt *Route) error {
-	if r, ok := s.table.Load().sessions[rt.Kind+"/"+rt.ID]; ok && r.Organization == rt.Organization {
-		return nil
+// MaxSessionsFileSize bounds a sessions file: 1 MiB, the limit of a
+// Kubernetes ConfigMap or Secret. A bigger file is refused before it is
+// parsed (its YAML tree would cost tens of times its size); past a few
+// thousand sessions, signed tokens or a control plane fit better.
+const MaxSessionsFileSize = 1 << 20
+
+// readSessionsFile reads at most MaxSessionsFileSize bytes of path.
+func readSessionsFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sessions file: %w", err)
 	}
-	return fmt.Errorf("%w: %s/%s is no longer in the sessions file", ErrSessionEnded, rt.Kind, rt.ID)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxSessionsFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("sessions file: %w", err)
+	}
+	if len(b) > MaxSessionsFileSize {
+		return nil, fmt.Errorf("sessions file %s: larger than %d bytes (1 MiB): refused unread; use tokens or a control plane for more sessions", path, MaxSessionsFileSize)
+	}
+	return b, nil
+}
+
+// Verify implements Verifier: a channel ends once the table in use no
+// longer lists its session for its organization, or no longer lists the API
+// key that admitted it in that organization with the role it was given (a
+// revoked key, a key moved to another organization, a role changed: the
+// simple and safe answer to a downgrade is to end the channel; the viewer
+// reconnects with what the key now allows).
+func (s *StaticResolver) Verify(_ context.Context, rt *Route) error {
+	t := s.table.Load()
+	if r, ok := t.sessions[rt.Kind+"/"+rt.ID]; !ok || r.Organization != rt.Organization {
+		return fmt.Errorf("%w: %s/%s is no longer in the sessions file", ErrSessionEnded, rt.Kind, rt.ID)
+	}
+	k, ok := t.lookup(rt.Credential)
+	if !ok || k.Key != rt.Organization {
+		return fmt.Errorf("%w: its api key is no longer in the sessions file for %s", ErrSessionEnded, rt.Organization)
+	}
+	if k.Role != rt.Role {
+		return fmt.Errorf("%w: its api key's role is now %s", ErrSessionEnded, k.Role)
+	}
+	return nil
+}
+
+// lookup finds an API key, comparing in constant time per key: no timing
+// oracle on the key.
+func (t *staticTable) lookup(key string) (APIKey, bool) {
+	var found APIKey
+	known := false
+	if key == "" {
+		return found, false
+	}
+	for k, o := range t.keys {
+		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
+			found, known = o, true
+		}
+	}
+	return found, known
 }
 
 // Sessions returns how many sessions the table in use has.
@@ -114,13 +166,7 @@ func (s *StaticResolver) Resolve(_ context.Context, r *upgrade.Request) (*Route,
 		return nil, &upgrade.Error{Status: http.StatusUnauthorized, Message: "missing api key"}
 	}
 	t := s.table.Load()
-	var found APIKey
-	known := false
-	for k, o := range t.keys { // constant-time compare per key: no timing oracle on the key
-		if subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1 {
-			found, known = o, true
-		}
-	}
+	found, known := t.lookup(key)
 	if !known {
 		return nil, &upgrade.Error{Status: http.StatusUnauthorized, Message: "invalid api key"}
 	}
@@ -134,5 +180,6 @@ func (s *StaticResolver) Resolve(_ context.Context, r *upgrade.Request) (*Route,
 	rt := *route
 	rt.ClientID = r.Query.Get("client_id")
 	rt.Role = found.Role
+	rt.Credential = key // for Verify
 	return &rt, nil
 }

@@ -46,7 +46,7 @@ func (s *Stream) msgNeed(b []byte) (need int, total int64, err error) {
 	}
 	switch b[0] {
 	case MsgSetPixelFormat:
-		return 1, 20, nil
+		return 5, 20, nil // bits per pixel at 4 (view-only channels)
 	case MsgSetEncodings:
 		if len(b) < 4 {
 			return 4, 0, nil

@@ -135,6 +135,12 @@ type Stream struct {
 	encPrev  uint32 // last entry passed
 	encExt   bool   // the list so far has −316
 
+	// View-only channel (viewdown.go).
+	viewOnly bool
+	pfLocked bool  // an update was asked for: SetPixelFormat no longer passes
+	cliBPP   uint8 // bits per pixel of the last SetPixelFormat passed
+	srvRest  int   // bytes after the handshake in the last Server chunk
+
 	// Server side of the handshake.
 	srv      srvPhase
 	srvVer   int
@@ -507,6 +513,9 @@ func (s *Stream) decide(pre []byte) (bool, error) {
 		return true, nil
 	}
 	s.msgType = pre[0]
+	if s.viewOnly && !s.viewMessage(pre) {
+		return false, nil
+	}
 	switch pre[0] {
 	case MsgKeyEvent:
 		return s.key(pre[1] != 0, binary.BigEndian.Uint32(pre[4:8]), 0, false), nil
@@ -592,6 +601,9 @@ func (s *Stream) finish() {
 // Event) with a copy of the entry before it (Raw when it is the first), which
 // changes nothing else: servers read the list as a set in order of preference.
 func (s *Stream) encoding(pre []byte) {
+	if s.viewOnly {
+		s.viewEncoding(pre)
+	}
 	e := binary.BigEndian.Uint32(pre[:4])
 	switch int32(e) {
 	case EncodingExtendedMouseButtons:
@@ -708,9 +720,11 @@ func (s *Stream) Server(p []byte) error {
 	if s.err != nil {
 		return s.err
 	}
+	s.srvRest = 0
 	for len(p) > 0 {
 		switch s.srv {
 		case srvDone, srvFailed:
+			s.srvRest = len(p)
 			return nil
 		case srvVersion:
 			if !s.srvTake(&p, 12) {

@@ -125,6 +125,7 @@ type watcher struct {
 	count    *tracing.ReloadCounter
 	debounce time.Duration
 	hup      chan struct{}
+	targets  []string // symlink targets of files, also watched (reload_links.go)
 }
 
 func newWatcher(files []string, reload reloadFunc, log *slog.Logger, count *tracing.ReloadCounter) *watcher {
@@ -147,6 +148,9 @@ func (w *watcher) kick() {
 // of the files: the file's own name, or Kubernetes' ..data links.
 func (w *watcher) relevant(name string) bool {
 	name = filepath.Clean(name)
+	if w.isTarget(name) {
+		return true // the file behind a symlink (reload_links.go)
+	}
 	dir, base := filepath.Dir(name), filepath.Base(name)
 	for _, f := range w.files {
 		if filepath.Dir(f) == dir && (base == filepath.Base(f) || strings.HasPrefix(base, "..")) {
@@ -161,12 +165,12 @@ func (w *watcher) relevant(name string) bool {
 func (w *watcher) run(done <-chan struct{}) {
 	var events <-chan fsnotify.Event
 	var errs <-chan error
+	seen := map[string]bool{}
 	fw, err := fsnotify.NewWatcher()
 	if err != nil {
 		w.log.Warn("cannot watch configuration files; reload with SIGHUP", "err", err)
 	} else {
 		defer fw.Close()
-		seen := map[string]bool{}
 		for _, f := range w.files {
 			dir := filepath.Dir(f)
 			if seen[dir] {
@@ -178,6 +182,7 @@ func (w *watcher) run(done <-chan struct{}) {
 			}
 		}
 		events, errs = fw.Events, fw.Errors
+		w.followLinks(fw, seen)
 	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -216,6 +221,9 @@ func (w *watcher) run(done <-chan struct{}) {
 		case <-timer.C:
 			pending = time.Time{}
 			w.reloadNow()
+			if fw != nil {
+				w.followLinks(fw, seen) // a link may point elsewhere now
+			}
 		}
 	}
 }

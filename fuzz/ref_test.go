@@ -56,7 +56,7 @@ func refLen(b []byte, ext bool, maxCut int64) (prefix int, total int64, bad bool
 	have := func(n int) bool { return len(b) >= n }
 	switch b[0] {
 	case tSetPixelFormat:
-		return 1, 20, false
+		return 5, 20, false // bits per pixel at 4: view-only channels check it
 	case tSetEncodings:
 		if !have(4) {
 			return 4, -1, false

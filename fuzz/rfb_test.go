@@ -178,6 +178,9 @@ func refHandshake(cli, srv []byte) (steps []hsStep, out []byte, bad bool, msgAt 
 	if c == nil {
 		return steps, out, false, -1
 	}
+	if c[0] == 0 { // ClientInit: the policy makes every viewer shared
+		c = []byte{1}
+	}
 	out = append(out, c...)
 	return steps, out, false, ci
 }

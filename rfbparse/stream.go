@@ -503,8 +503,7 @@ func (s *Stream) decide(pre []byte) (bool, error) {
 		// others (a read-only viewer could lock the controller out): the
 		// flag is set, in place.
 		if s.pol != nil && pre[0] == 0 {
-			pre[0] = 1
-			s.Stats.Rewritten++
+			pre[0] = 1 // a handshake byte: not counted as a rewritten message
 		}
 		return true, nil
 	}

@@ -7,15 +7,18 @@ package proxy_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"vncedge/proxy"
 	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/proxy/proxytest/teststack"
 	"vncedge/rfbparse"
 )
 
@@ -99,9 +102,9 @@ func lastattackSPF8() []byte {
 // lastattackViewer dials the viewer-role VNC channel and completes the RFB
 // 3.8 handshake up to the SecurityResult by hand, so that the test chooses
 // what is pipelined after it.
-func lastattackViewer(t *testing.T, addr string) *rfbclient.WSConn {
+func lastattackViewer(t *testing.T, addr, path string) *rfbclient.WSConn {
 	t.Helper()
-	c := dialWS(t, addr, "/v1/stream/vnc/task/t1?client_id=v1&apikey=kv")
+	c := dialWS(t, addr, path)
 	_ = c.NetConn().SetDeadline(time.Now().Add(15 * time.Second))
 	b := make([]byte, 12)
 	if _, err := io.ReadFull(c, b); err != nil {
@@ -152,7 +155,7 @@ func TestLastAttackServerInitAndUpdateInOneChunk(t *testing.T) {
 	pipe = append(pipe, 2, 0, 0, 1, 0, 0, 0, 0)
 	pipe = append(pipe, 3, 0, 0, 0, 0, 0, 0, 4, 0, 4) // full update request
 	addr := lastattackViewerProxy(t, lastattackFakeVNC(t, len(pipe), reply))
-	c := lastattackViewer(t, addr)
+	c := lastattackViewer(t, addr, "/v1/stream/vnc/task/t1?client_id=v1&apikey=kv")
 	if _, err := c.Write(pipe); err != nil {
 		t.Fatal(err)
 	}
@@ -164,5 +167,90 @@ func TestLastAttackServerInitAndUpdateInOneChunk(t *testing.T) {
 		rest, _ := io.ReadAll(io.LimitReader(c, int64(7+len(secret))))
 		t.Fatalf("after the 8-bpp update the viewer got message type %d (%q), want the Bell: the remote clipboard passed the filter",
 			next, rest)
+	}
+}
+
+// lastattackPipeline is what the viewer sends right after the security
+// result: ClientInit, SetPixelFormat 8 bpp, SetEncodings Raw, and a full
+// request of the top-left w×h.
+func lastattackPipeline(w, h byte) []byte {
+	var pipe []byte
+	pipe = append(pipe, 1)
+	pipe = append(pipe, lastattackSPF8()...)
+	pipe = append(pipe, 2, 0, 0, 1, 0, 0, 0, 0)
+	return append(pipe, 3, 0, 0, 0, 0, 0, 0, w, 0, h)
+}
+
+// TestLastAttackPipelinedPixelFormatXvnc: ATTACK (viewer, real Xvnc) — the
+// same pipelining as TestLastAttackServerInitAndUpdateInOneChunk against
+// Xvnc: Xvnc writes ServerInit and the first update back to back, and the
+// proxy often reads them in one chunk (9 of 30 connections on the shared
+// test machine). Each such viewer-role channel's filter then passes the next
+// 3·w·h bytes of the server stream unframed, for as long as the viewer asks
+// for nothing more: every ServerCutText in that window, the remote
+// clipboard, reaches the read-only viewer. 24 viewers pipeline a 16×16
+// request; an X client then takes the CLIPBOARD selection (the controller
+// channel is the oracle that Xvnc pushed it); each viewer then asks for a
+// 1×1 update and must get it with no cut text before it. On the current
+// code this fails unless none of the 24 reads coalesced.
+func TestLastAttackPipelinedPixelFormatXvnc(t *testing.T) {
+	teststack.Require(t, "python3")
+	if err := exec.Command("python3", "-c", "import tkinter").Run(); err != nil {
+		if os.Getenv(teststack.RequireRealEnv) == "1" {
+			t.Fatalf("missing python3 tkinter (apt-get install python3-tk) and %s=1", teststack.RequireRealEnv)
+		}
+		t.Skip("missing python3 tkinter (apt-get install python3-tk)")
+	}
+	x, addr := platattackXvncProxy(t)
+	const secret = "lastattack-xvnc-clipboard-0815"
+	ctl := platattackRFB(t, addr, "/v1/stream/vnc/browser_session/pbs_1?client_id=c1&apikey=kc")
+	var viewers []*rfbclient.WSConn
+	for n := 0; n < 24; n++ {
+		c := lastattackViewer(t, addr, fmt.Sprintf("/v1/stream/vnc/browser_session/pbs_1?client_id=v%d&apikey=kv", n))
+		if _, err := c.Write(lastattackPipeline(16, 16)); err != nil {
+			t.Fatal(err)
+		}
+		si := make([]byte, 24)
+		if _, err := io.ReadFull(c, si); err != nil {
+			t.Fatalf("viewer %d ServerInit: %v", n, err)
+		}
+		if _, err := io.ReadFull(c, make([]byte, binary.BigEndian.Uint32(si[20:24]))); err != nil {
+			t.Fatalf("viewer %d name: %v", n, err)
+		}
+		upd := make([]byte, 16+16*16) // one 16×16 Raw rect at 8 bpp
+		if _, err := io.ReadFull(c, upd); err != nil || upd[0] != 0 || upd[3] != 1 || upd[15] != 0 {
+			t.Fatalf("viewer %d first update %v: %v", n, upd[:16], err)
+		}
+		viewers = append(viewers, c)
+	}
+
+	x.StartClient(t, "python3", "-c", `import tkinter,sys
+r=tkinter.Tk(); r.withdraw(); r.clipboard_clear(); r.clipboard_append(sys.argv[1]); r.update(); r.mainloop()`, secret)
+	for { // the oracle: Xvnc pushed the selection to its clients
+		m, err := ctl.ReadMessage()
+		if err != nil {
+			t.Fatalf("controller never got the remote clipboard (oracle): %v", err)
+		}
+		if m.Type == rfbclient.MsgServerCutText && bytes.Contains(m.Raw, []byte(secret)) {
+			break
+		}
+	}
+	leaked := 0
+	for n, c := range viewers {
+		if _, err := c.Write([]byte{3, 0, 0, 0, 0, 0, 0, 1, 0, 1}); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			t.Fatalf("viewer %d: %v", n, err)
+		}
+		if b[0] == rfbparse.SrvServerCutText {
+			leaked++
+		} else if b[0] != rfbparse.SrvFramebufferUpdate {
+			t.Fatalf("viewer %d: message type %d, want the update", n, b[0])
+		}
+	}
+	if leaked > 0 {
+		t.Fatalf("%d of %d viewer-role channels were sent the remote clipboard", leaked, len(viewers))
 	}
 }

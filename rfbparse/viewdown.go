@@ -97,6 +97,7 @@ type ViewFilter struct {
 	tile    uint64 // index of the current Hextile tile
 	tflags  byte   // subencoding of the current Hextile tile
 	bpp     uint8  // bits per pixel in use
+	cbpp    uint8  // bits per pixel the client set (SetBPP); wins over ServerInit's
 	err     error
 	Dropped uint64 // ServerCutText messages dropped
 }
@@ -105,7 +106,7 @@ type ViewFilter struct {
 // client's SetPixelFormat; 0 changes nothing.
 func (f *ViewFilter) SetBPP(bpp uint8) {
 	if bpp != 0 {
-		f.bpp = bpp
+		f.bpp, f.cbpp = bpp, bpp
 	}
 }
 
@@ -241,7 +242,13 @@ func (f *ViewFilter) header() error {
 	b := f.hold[:f.need]
 	switch f.st {
 	case vfInit:
+		// The server's default format, unless the client already set its
+		// own (a SetPixelFormat pipelined before ServerInit arrived applies
+		// to every update after it, whatever chunk ServerInit came in).
 		f.bpp = b[4]
+		if f.cbpp != 0 {
+			f.bpp = f.cbpp
+		}
 		f.msg = 0xff // not an update: the name then messages
 		f.body(uint64(binary.BigEndian.Uint32(b[20:24])))
 		return nil

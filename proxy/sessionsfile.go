@@ -250,6 +250,14 @@ func (p *sessionsParser) session(n *yaml.Node, defaultControl rfbparse.Interacto
 		"upstream":     str("upstream", &upstream),
 		"control":      str("control", &control),
 		"cdp_url":      str("cdp_url", &rt.CDPURL),
+		"record": func(v *yaml.Node) error { // overrides --record for this session
+			var b bool
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" || v.Decode(&b) != nil {
+				return p.errf(v, "record: want true or false, got %s", nodeKind(v))
+			}
+			rt.Record = &b
+			return nil
+		},
 		"upstream_headers": func(v *yaml.Node) (err error) {
 			rt.Header, err = p.headers(v, "upstream_headers")
 			return err

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,6 +114,9 @@ func TestSessionsFileFields(t *testing.T) {
 		}
 		if rt.Control != rfbparse.User || rt.Role != proxy.RoleController || rt.ClientID != "c1" {
 			t.Errorf("%s: control %v role %v client %q", ch, rt.Control, rt.Role, rt.ClientID)
+		}
+		if rt.Record != nil {
+			t.Errorf("%s: record %v, want nil (follow --record)", ch, *rt.Record)
 		}
 	}
 	rt, err := sr.Resolve(context.Background(), req("/api/v1/stream/messages/browser_session/pbs_1", "kv"))
@@ -286,4 +290,29 @@ func FuzzSessionsFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSessionsFileRecord: a session's record field overrides --record
+// (true or false); anything else is an error naming the line.
+func TestSessionsFileRecord(t *testing.T) {
+	for _, v := range []bool{true, false} {
+		doc := strings.Replace(goodSessions, "    control: user\n", "    control: user\n    record: "+strconv.FormatBool(v)+"\n", 1)
+		f := filepath.Join(t.TempDir(), "s.yaml")
+		if err := os.WriteFile(f, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sr, err := proxy.LoadStaticResolver(f, rfbparse.Agent)
+		if err != nil {
+			t.Fatalf("record: %v: %v", v, err)
+		}
+		rt, err := sr.Resolve(context.Background(), &upgrade.Request{Path: "/v1/stream/vnc/browser_session/pbs_1",
+			Query: url.Values{"apikey": {"k1"}, "client_id": {"c1"}}})
+		if err != nil || rt.Record == nil || *rt.Record != v {
+			t.Errorf("record: %v: route %+v %v", v, rt, err)
+		}
+	}
+	bad := strings.Replace(goodSessions, "    control: user\n", "    control: user\n    record: sometimes\n", 1)
+	if _, err := proxy.ParseSessionsFile("s.yaml", []byte(bad), rfbparse.Agent); err == nil || !strings.Contains(err.Error(), "line 14: record: want true or false") {
+		t.Errorf("record: sometimes: %v", err)
+	}
 }

@@ -61,6 +61,8 @@ type SessionInfo struct {
 	// CDPHeaders are sent to the DevTools endpoint (cdp_url) only; the
 	// upstream's headers never are.
 	CDPHeaders map[string]string `json:"cdp_headers"`
+	// Record overrides --record for this session (absent: follow it).
+	Record *bool `json:"record"`
 }
 
 // HTTPResolver resolves streams by asking a control plane, forwarding the
@@ -177,6 +179,7 @@ func (h *HTTPResolver) Resolve(ctx context.Context, r *upgrade.Request) (*proxy.
 		CDPHeader:  cdpHeader(nil, nil, cdp, info.CDPHeaders), // cdp_headers only: never the viewer's key
 		Live:       h,
 		Credential: wire,
+		Record:     info.Record,
 	}, nil
 }
 

@@ -57,6 +57,7 @@ type TokenClaims struct {
 	CDPURL         string `json:"cdp_url,omitempty"`         // DevTools endpoint; default: a ws(s)/http(s) browser address
 	ClientID       string `json:"client_id,omitempty"`       // when set, binds the token to this client_id
 	Role           string `json:"role,omitempty"`            // the viewer's role: controller (default) or viewer
+	Record         *bool  `json:"record,omitempty"`          // overrides --record for this session
 	jwt.RegisteredClaims
 }
 
@@ -184,6 +185,7 @@ func (t *TokenResolver) Resolve(_ context.Context, r *upgrade.Request) (*proxy.R
 		Expires:    c.ExpiresAt.Add(t.cfg.Leeway),
 		Live:       t,
 		Credential: wireCredential(CredJWT, cred),
+		Record:     c.Record,
 	}
 	return rt, nil
 }

@@ -69,13 +69,10 @@ soak: build
 	ulimit -n $$(ulimit -Hn) && bin/vncsoak -concurrent $(SOAK_CONCURRENT) -vncedge $(BIN)
 
 # fuzz-smoke runs every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time).
+# A bare "context deadline exceeded" with no failing input is Go 1.26's own
+# fuzztime race (golang/go#75804): .ci/fuzz-smoke reports it and goes on.
 fuzz-smoke:
-	@set -e; for pkg in $$($(GO) list ./... ); do \
-	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz' || true); do \
-	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz-smoke
 
 fuzz:
 	$(MAKE) fuzz-smoke FUZZTIME=$(if $(filter 20s,$(FUZZTIME)),10m,$(FUZZTIME))

@@ -75,7 +75,7 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 		}
 		d.WrapConn = func(conn net.Conn) net.Conn {
 			raw = conn
-			return &headLimit{Conn: conn, left: MaxResponseHead}
+			return upgrade.NewHeadLimit(conn)
 		}
 		var wsSpan trace.Span
 		if tr != nil {
@@ -142,29 +142,7 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 
 // MaxResponseHead bounds what vncedge reads of an upstream's (or DevTools
 // endpoint's) handshake response, head and any bytes riding with it.
-const MaxResponseHead = 8 << 10
-
-// errHeadTooLarge: the upstream's handshake response passed MaxResponseHead.
-var errHeadTooLarge = fmt.Errorf("handshake response larger than %d bytes", MaxResponseHead)
-
-// headLimit lets at most left bytes be read through it: the gobwas dialer
-// reads response lines without a bound.
-type headLimit struct {
-	net.Conn
-	left int
-}
-
-func (h *headLimit) Read(p []byte) (int, error) {
-	if h.left <= 0 {
-		return 0, errHeadTooLarge
-	}
-	if len(p) > h.left {
-		p = p[:h.left]
-	}
-	n, err := h.Conn.Read(p)
-	h.left -= n
-	return n, err
-}
+const MaxResponseHead = upgrade.MaxResponseHead
 
 // dialStatus maps a dial error to the HTTP status the viewer gets.
 func dialStatus(err error) *upgrade.Error {

@@ -3,10 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
-	"strconv"
 
 	"vncedge/cmd/vncedge/demo"
 	"vncedge/proxy"
@@ -48,13 +46,9 @@ func runSessionsDemo(o *options) error {
 	if key == "" {
 		return fmt.Errorf("demo: organization %q has no controller api key", rt.Organization)
 	}
-	_, port, err := net.SplitHostPort(o.listen)
+	listenPort, err := o.listenPort()
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	listenPort, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+		return err
 	}
 	if o.origins == "" {
 		o.origins = demo.AdminOrigins(o.admin)

@@ -18,7 +18,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -438,13 +437,9 @@ func runDemo(args []string) error {
 	if o.admin == "" {
 		return errors.New("demo: the viewer page is served by the admin server: set --admin")
 	}
-	_, port, err := net.SplitHostPort(o.listen)
+	listenPort, err := o.listenPort()
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	listenPort, err := strconv.Atoi(port)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+		return err
 	}
 	ds, err := demo.Listen(demo.Options{})
 	if err != nil {

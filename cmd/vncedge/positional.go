@@ -127,3 +127,16 @@ func addrString(a net.Addr, fallback string) string {
 	}
 	return a.String()
 }
+
+// listenPort is the port of --listen, for the demo page's WebSockets.
+func (o *options) listenPort() (int, error) {
+	_, port, err := net.SplitHostPort(o.listen)
+	if err != nil {
+		return 0, fmt.Errorf("--listen: %w", err)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return 0, fmt.Errorf("--listen: %w", err)
+	}
+	return p, nil
+}

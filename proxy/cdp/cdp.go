@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"vncedge/proxy/upgrade"
 )
 
 // Default timeouts, used when the corresponding Options field is zero.
@@ -267,11 +269,11 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 	if err != nil {
 		return nil, errors.New("connect: bad DevTools WebSocket address")
 	}
-	var limit *headLimitConn
+	var limit *upgrade.HeadLimit
 	d := ws.Dialer{
 		NetDial: (&net.Dialer{Control: c.opts.Control}).DialContext,
 		WrapConn: func(nc net.Conn) net.Conn {
-			limit = &headLimitConn{Conn: nc, left: maxResponseHead}
+			limit = upgrade.NewHeadLimit(nc)
 			return limit
 		},
 	}
@@ -289,7 +291,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		}
 		return nil, fmt.Errorf("connect %s: %w", u.Host, err)
 	}
-	limit.lifted = true // the handshake is over: messages have their own bound
+	limit.Lift() // the handshake is over: messages have their own bound
 	return newConn(nc, br, c.opts.CallTimeout), nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"vncedge/proxy/upgrade"
 )
 
 // Bounds on what a DevTools endpoint can make vncedge hold: the endpoint is
@@ -17,7 +19,7 @@ const (
 	// a longer selection is ErrTextTooLarge.
 	MaxText = 1 << 20
 	// maxResponseHead bounds an HTTP or WebSocket handshake response head.
-	maxResponseHead = 8 << 10
+	maxResponseHead = upgrade.MaxResponseHead
 	// maxPages bounds the pages probed to choose one; the rest are ignored.
 	maxPages = 32
 	// probeConcurrency bounds the probes in flight at once.
@@ -69,31 +71,6 @@ func isLoopback(host string) bool {
 	}
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Unmap().IsLoopback()
-}
-
-// headLimitConn lets at most left bytes be read until lifted: the gobwas
-// dialer reads handshake response lines without a bound.
-type headLimitConn struct {
-	net.Conn
-	left   int
-	lifted bool
-}
-
-var errHeadTooLarge = fmt.Errorf("handshake response larger than %d bytes", maxResponseHead)
-
-func (c *headLimitConn) Read(p []byte) (int, error) {
-	if c.lifted {
-		return c.Conn.Read(p)
-	}
-	if c.left <= 0 {
-		return 0, errHeadTooLarge
-	}
-	if len(p) > c.left {
-		p = p[:c.left]
-	}
-	n, err := c.Conn.Read(p)
-	c.left -= n
-	return n, err
 }
 
 // classify looks at the start of a message as Chromium writes it (compact

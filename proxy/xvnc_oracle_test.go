@@ -194,6 +194,7 @@ func dumpKeys(ks []xevKey) string {
 // Keysyms the oracle sends besides the policy's.
 const (
 	ksF5     = 0xffc2
+	ksF6     = 0xffc3 // the readiness probe (connect)
 	ksLevel3 = 0xfe03 // ISO_Level3_Shift (AltGr)
 	ksEuro   = 0x20ac
 )
@@ -237,12 +238,14 @@ func (o *oracle) connect(path string) {
 	}
 	o.view = c
 	o.send(setEncodingsMsg(0, rfbparse.EncodingQEMUExtendedKeyEvent))
-	// xev gives no readiness signal: tap F5 until it reports one.
+	// xev gives no readiness signal: tap F6 until it reports a key. Not F5:
+	// a probe xev missed while attaching would leave the F5 sentinel count
+	// one short (sync waits for the n-th F5 release it sent).
 	for i := 0; !o.xev.waitAny(0, 100*time.Millisecond); i++ {
 		if i == 100 {
 			o.t.Fatalf("xev saw no key from vncedge; xev stderr: %s", o.xev.stderr.String())
 		}
-		o.tapF5()
+		o.send(keyMsg(true, ksF6), keyMsg(false, ksF6))
 	}
 	o.sync()
 }

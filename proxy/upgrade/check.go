@@ -108,8 +108,12 @@ func hasBody(r *Request) bool {
 	if r.Get("transfer-encoding") != "" {
 		return true
 	}
-	cl := r.Get("content-length")
-	return cl != "" && cl != "0"
+	for _, f := range r.Header {
+		if f[0] == "content-length" {
+			return f[1] != "0" // also an empty or malformed one: refused, as net/http does
+		}
+	}
+	return false
 }
 
 // validHost reports whether h is made only of the bytes a host[:port] may

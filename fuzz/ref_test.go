@@ -259,7 +259,7 @@ var defaultRef = refPolicy{forbidden: []shortcut{{gCtrl, 'o'}}}
 type refState struct {
 	pol       refPolicy
 	ext       bool
-	tiger     map[uint32]int // keysym → press id
+	tiger     map[uint32]int // TigerVNC's identity 0x80000000|keysym → press id
 	kcode     map[uint32]int // US XT keycode → press id
 	ksym      map[uint32]int // lower-cased keysym → press id
 	press     map[int]uint32 // press id → keysym
@@ -332,7 +332,11 @@ func (r *refState) key(down bool, ks uint32) bool {
 		return false
 	}
 	kc, lk := usKeycode(ks), lowerKey(ks)
-	_, a := r.tiger[ks]
+	// TigerVNC keys a plain event by 0x80000000|keysym, so keysyms that
+	// differ only in bit 31 are one key there, and it acts with the keysym
+	// of the press it holds.
+	look := 0x80000000 | ks
+	held, a := r.tiger[look]
 	_, b := r.kcode[kc]
 	_, c := r.ksym[lk]
 	b = b && kc != 0
@@ -341,7 +345,7 @@ func (r *refState) key(down bool, ks uint32) bool {
 		if !a && !b && !c {
 			return false // a release of no held key
 		}
-		delete(r.tiger, ks)
+		delete(r.tiger, look)
 		if b {
 			delete(r.kcode, kc)
 		}
@@ -351,7 +355,7 @@ func (r *refState) key(down bool, ks uint32) bool {
 		r.gc()
 		return true
 	}
-	if r.isForbidden(lk) {
+	if r.isForbidden(lk) || a && r.isForbidden(lowerKey(r.press[held])) {
 		r.events |= 8
 		return false
 	}
@@ -367,7 +371,7 @@ func (r *refState) key(down bool, ks uint32) bool {
 	r.nextID++
 	r.press[id] = ks
 	if !a {
-		r.tiger[ks] = id
+		r.tiger[look] = id
 	}
 	if !b {
 		r.kcode[kc] = id

@@ -369,6 +369,12 @@ func oracleCases() []oracleCase {
 		// repeat o under Ctrl; -RawKeyboard types the keycode's a.
 		{"TigerVNC repeats the first keysym of a keycode", [][]byte{q(down, 'o', 0x1e), k(down, cL), q(down, 'a', 0x1e), q(up, 'a', 0x1e), k(up, cL)},
 			nil},
+		// TigerVNC keys a plain event by 0x80000000|keysym: keysyms differing
+		// only in bit 31 are one key there, repeated with the first keysym.
+		{"o held, Ctrl, bit-31 alias of o", [][]byte{k(down, 'o'), k(down, cL), k(down, 0x8000006f), k(up, 0x8000006f), k(up, cL), k(up, 'o')},
+			[]xevKey{press('o', 0), press(cL, 0)}},
+		{"bit-31 alias releases Ctrl, then o", [][]byte{k(down, cL), k(up, 0x8000ffe3), k(up, cL), k(down, 'o'), k(up, 'o')},
+			[]xevKey{press(cL, 0), press('o', 0)}},
 		{"keysym a with the keycode of o under Ctrl", [][]byte{k(down, cL), q(down, 'a', 0x18), q(up, 'a', 0x18), k(up, cL)}, nil},
 		{"o held, Ctrl, autorepeat of o", [][]byte{k(down, 'o'), k(down, cL), k(down, 'o'), k(down, 'o'), k(up, 'o'), k(up, cL)},
 			[]xevKey{press('o', 0)}},

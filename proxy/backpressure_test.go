@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"vncedge/proxy"
 	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/rfbparse"
 )
@@ -92,14 +93,30 @@ func (p *pushServer) serve() {
 // watermark, so the VNC server's writes stall while vncedge holds at most the
 // watermark (the hard cap, set just above it, would cut the session otherwise);
 // when the viewer reads again every byte arrives, in order.
+//
+// It runs on both down paths: splice(2) through a pipe (the default for
+// tcp:// upstreams, where the pipe is the bound) and gnet's buffers with
+// pause and resume (NoSplice, as ws:// upstreams go).
 func TestSlowViewerBackpressure(t *testing.T) {
+	for _, noSplice := range []bool{false, true} {
+		t.Run(map[bool]string{false: "splice", true: "gnet"}[noSplice], func(t *testing.T) {
+			srv := slowViewerBackpressure(t, noSplice)
+			if want := map[bool]int64{false: 1, true: 0}[noSplice]; srv.Stats().Spliced != want {
+				t.Fatalf("spliced sessions %d, want %d", srv.Stats().Spliced, want)
+			}
+		})
+	}
+}
+
+func slowViewerBackpressure(t *testing.T, noSplice bool) *proxy.Server {
 	const total = 96 << 20
 	ps := startPushServer(t, total)
 	cfg := targetConfig(t, "tcp://"+ps.ln.Addr().String(), rfbparse.User)
 	cfg.ViewerHighWater = 1 << 20
 	cfg.ViewerLowWater = 256 << 10
 	cfg.MaxViewerBuffer = 4 << 20
-	_, addr := startProxy(t, cfg)
+	cfg.NoSplice = noSplice
+	srv, addr := startProxy(t, cfg)
 
 	ws := dialWS(t, addr, "/")
 	// Handshake by hand with exact reads: a buffering RFB client would swallow
@@ -142,6 +159,7 @@ func TestSlowViewerBackpressure(t *testing.T) {
 	if got := h.Sum(nil); string(got) != string(want[:]) {
 		t.Fatal("stream through vncedge differs from what the server sent")
 	}
+	return srv
 }
 
 // TestSlowUpstreamCapped: a VNC server that stops reading while the viewer

@@ -7,7 +7,7 @@ import "vncedge/rfbparse"
 // rfbparse.Stream.ReleaseAll), just before the upstream closes: when the
 // session ends and when another viewer of the same client replaced it.
 func (s *session) releaseHeld() {
-	if s.rfb == nil || s.up == nil || s.paused {
+	if s.rfb == nil || s.up == nil && s.pump == nil || s.paused {
 		return
 	}
 	var buf [rfbparse.MaxReleaseLen]byte

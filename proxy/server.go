@@ -77,6 +77,13 @@ type Config struct {
 	// MaxUpstreamBuffer caps bytes queued for the upstream (RFB data, pongs,
 	// closes): past it the session ends with slow-upstream; default MaxViewerBuffer.
 	MaxUpstreamBuffer int
+	// NoSplice keeps the server stream of raw-TCP upstreams on gnet's
+	// buffers instead of splice(2) (downpump_linux.go).
+	NoSplice bool
+	// SplicePipeSize is the pipe capacity of a spliced session, the largest
+	// frame it sends; default 1 MiB (the kernel may give less: fs.pipe-max-size,
+	// fs.pipe-user-pages-soft).
+	SplicePipeSize int
 	// UpstreamIdleTimeout closes a session whose upstream sent nothing for
 	// this long (1001 upstream-idle); 0: off.
 	UpstreamIdleTimeout time.Duration
@@ -168,6 +175,9 @@ func (c *Config) setDefaults() {
 	if c.MaxPausedInput <= 0 {
 		c.MaxPausedInput = rfbparse.DefaultMaxCutText + 1<<20
 	}
+	if c.SplicePipeSize <= 0 {
+		c.SplicePipeSize = 1 << 20
+	}
 	if c.MaxEarlyBytes <= 0 {
 		c.MaxEarlyBytes = 64 << 10
 	}
@@ -211,6 +221,7 @@ type Server struct {
 	active, total, upgradeFailures atomic.Int64
 	conns, shed                    atomic.Int64    // open sockets; viewers closed at once for MaxConns
 	tlsPending, tlsFailures        atomic.Int64    // TLS viewers before their session; failed handshakes (tlsbridge.go)
+	spliced                        atomic.Int64    // sessions handed to a down pump (downpump.go)
 	tlsPerIP                       map[string]int  // TLS handshakes in flight per IP, under mu
 	quit                           context.Context // cancelled by Shutdown: handshakes in flight stop
 	quitNow                        context.CancelFunc
@@ -243,12 +254,14 @@ type Stats struct {
 	// Conns is the open sockets counted against MaxConns (viewers,
 	// upstreams, paused upstreams, TLS bridges).
 	Conns int64
+	// Spliced counts sessions whose server stream went by splice(2).
+	Spliced int64
 }
 
 // Stats returns the server's counters.
 func (s *Server) Stats() Stats {
 	return Stats{Active: s.active.Load(), Total: s.total.Load(), UpgradeFailures: s.upgradeFailures.Load(),
-		TLSFailures: s.tlsFailures.Load(), Conns: s.conns.Load()}
+		TLSFailures: s.tlsFailures.Load(), Conns: s.conns.Load(), Spliced: s.spliced.Load()}
 }
 
 // ListenAndServe runs the event loops until Shutdown; it returns the error
@@ -496,8 +509,8 @@ func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
 
 // OnClose implements gnet.EventHandler.
 func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
-	if up, ok := c.Context().(*upstreamConn); !ok || !up.s.paused {
-		s.conns.Add(-1) // a paused upstream's socket stays open (pausedFD): still counted
+	if up, ok := c.Context().(*upstreamConn); !ok || !up.s.paused && up.s.pump == nil {
+		s.conns.Add(-1) // a paused or pumped upstream's socket stays open: still counted
 	}
 	switch x := c.Context().(type) {
 	case *session:

@@ -125,6 +125,11 @@ type session struct {
 	status int // HTTP status of a refused upgrade
 
 	rec *record.Recording // nil unless recorded (proxy/recording.go)
+
+	// pump carries the server stream of a raw-TCP upstream once the RFB
+	// handshake is done (downpump_linux.go); nil before, and on the gnet path.
+	pump       *downPump
+	pumpHalted bool // stopPump ran
 }
 
 // Channel kinds.
@@ -167,10 +172,13 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	case stRelay, stClosing:
-		if s.paused && s.state == stRelay {
+		if (s.paused || s.upHeld()) && s.state == stRelay {
 			// Hold viewer input (unread, in gnet's buffer) while the upstream is
 			// off the loop, within MaxPausedInput: a paste may arrive meanwhile.
-			if c.InboundBuffered() > s.srv.cfg.MaxPausedInput {
+			switch {
+			case s.upHeld() && s.pump.held()+c.InboundBuffered() > s.srv.cfg.MaxUpstreamBuffer:
+				s.end(ws.StatusPolicyViolation, "slow-upstream") // all of it waits for the upstream
+			case c.InboundBuffered() > s.srv.cfg.MaxPausedInput:
 				s.end(ws.StatusPolicyViolation, "viewer-input-limit")
 			}
 			return gnet.None
@@ -342,8 +350,9 @@ func (s *session) endSpan() {
 	if tr == nil || s.span == nil {
 		return
 	}
+	bytesDown, framesDown := s.downStats()
 	sum := tracing.SessionSummary{
-		BytesUp: s.bytesUp, BytesDown: s.bytesDown, FramesUp: s.framesUp, FramesDown: s.framesDown,
+		BytesUp: s.bytesUp, BytesDown: bytesDown, FramesUp: s.framesUp, FramesDown: framesDown,
 		CloseCode: int(s.closeCode), CloseReason: s.closeReason, HTTPStatus: s.status,
 		Duration: time.Since(s.start), Events: s.events.Events(), EventsOmitted: s.events.Omitted(),
 	}
@@ -492,6 +501,9 @@ func (s *session) upstreamTraffic(c gnet.Conn) gnet.Action {
 	s.lastUpstream = s.srv.now.Load()
 	s.fromUpstream(buf)
 	s.sendOwedPong()
+	if s.startPump(c) {
+		return gnet.Close // the socket lives on in the pump
+	}
 	if s.pauseReq && s.state == stRelay {
 		s.pauseReq = false
 		if c.OutboundBuffered() == 0 { // nothing of ours would be lost with the conn
@@ -808,6 +820,11 @@ func (s *session) writeUpNow(b []byte) error {
 	if err := s.flushUp(); err != nil {
 		return err
 	}
+	if s.pump != nil {
+		err := s.pumpWrite(b)
+		s.checkUpstreamOut()
+		return err
+	}
 	if s.up == nil {
 		return nil // paused or closed: as flushUp
 	}
@@ -835,7 +852,9 @@ func (s *session) flushUp() error {
 		return nil // kept (copies only: no viewer data is read while paused) until resume
 	}
 	var err error
-	if s.up != nil {
+	if s.pump != nil {
+		err = s.pumpWrite(s.iov[:s.niov]...)
+	} else if s.up != nil {
 		if s.niov == 1 {
 			_, err = s.up.Write(s.iov[0])
 		} else {
@@ -853,6 +872,10 @@ func (s *session) flushUp() error {
 // sendControl writes a control frame (payload ≤ 125 bytes) to c.
 func (s *session) sendControl(c gnet.Conn, op ws.OpCode, payload []byte, masked bool) {
 	if c == nil {
+		return
+	}
+	if c == s.viewer && s.pump != nil {
+		s.pumpControl(op, payload)
 		return
 	}
 	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
@@ -878,8 +901,14 @@ func (s *session) end(code ws.StatusCode, reason string) {
 	}
 	s.state = stClosing
 	s.closeCode, s.closeReason = code, reason
-	s.closeUpstream()
-	_, _ = s.viewer.Write(wsframe.AppendClose(s.ctl[:0], code, reason, nil))
+	if s.pump != nil {
+		// The pump sends the close after its frame in flight, then exits.
+		s.pump.queue(wsframe.AppendClose(s.ctl[:0], code, reason, nil), true)
+		s.closeUpstream()
+	} else {
+		s.closeUpstream()
+		_, _ = s.viewer.Write(wsframe.AppendClose(s.ctl[:0], code, reason, nil))
+	}
 	s.deadline.Store(time.Now().Add(s.srv.cfg.CloseTimeout).UnixNano())
 }
 
@@ -887,6 +916,7 @@ func (s *session) closeUpstream() {
 	s.releaseHeld()
 	s.unpause()
 	_ = s.flushUp()
+	s.stopPump()
 	if s.up != nil {
 		_ = s.up.Close()
 		s.up = nil
@@ -897,8 +927,8 @@ func (s *session) closeUpstream() {
 
 // upstreamClosed: the VNC server side ended.
 func (s *session) upstreamClosed(err error) {
-	if s.paused {
-		return // taken off the loop on purpose; pausedFD keeps the socket
+	if s.paused || s.pump != nil {
+		return // taken off the loop on purpose; pausedFD or the pump keeps the socket
 	}
 	s.up = nil
 	if s.state != stRelay {
@@ -972,13 +1002,14 @@ func (s *session) logEnd(err error) {
 		return
 	}
 	s.logged = true
+	bytesDown, framesDown := s.downStats()
 	attrs := []any{
 		"viewer", addrString(s.viewerAddr()),
 		"duration_ms", time.Since(s.start).Milliseconds(),
 		"close_code", int(s.closeCode),
 		"close_reason", s.closeReason,
-		"bytes_up", s.bytesUp, "bytes_down", s.bytesDown,
-		"frames_up", s.framesUp, "frames_down", s.framesDown, "pauses", s.pauses,
+		"bytes_up", s.bytesUp, "bytes_down", bytesDown,
+		"frames_up", s.framesUp, "frames_down", framesDown, "pauses", s.pauses,
 	}
 	if s.mode == modeMessages {
 		attrs = append(attrs, "channel", "messages")

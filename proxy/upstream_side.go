@@ -37,7 +37,10 @@ func (m *maskStream) next() [4]byte {
 // for the upstream (RFB data, pongs, anything) pass MaxUpstreamBuffer. It runs
 // after every write to the upstream.
 func (s *session) checkUpstreamOut() {
-	if s.up != nil && s.state == stRelay && s.up.OutboundBuffered() > s.srv.cfg.MaxUpstreamBuffer {
+	if s.state != stRelay {
+		return
+	}
+	if s.up != nil && s.up.OutboundBuffered() > s.srv.cfg.MaxUpstreamBuffer || s.pump != nil && s.pump.held() > s.srv.cfg.MaxUpstreamBuffer {
 		s.end(ws.StatusPolicyViolation, "slow-upstream")
 	}
 }
@@ -75,6 +78,9 @@ func (s *session) upstreamIdle(now time.Time) bool {
 	if s.paused {
 		s.lastUpstream = now.UnixNano()
 		return false
+	}
+	if s.pump != nil {
+		s.lastUpstream = s.pump.last.Load()
 	}
 	return t > 0 && now.Sub(time.Unix(0, s.lastUpstream)) >= t
 }

@@ -41,6 +41,7 @@ type meas struct {
 	proxyCPU, hopCPU, srvCPU, load float64 // CPU seconds in the window
 	elapsed                        float64 // window seconds
 	ops, bytes                     float64
+	recBytes                       float64 // vncedge-rec: bytes the recorder wrote in the window
 	bPerSession                    float64 // idle: proxy Pss growth per session
 	rssPerSession                  float64
 }
@@ -56,6 +57,7 @@ type compareOpts struct {
 	idleN, idleNFork    int
 	forkMaxN            int
 	out, vncedge, micro string
+	recordDir           string
 	quick               bool
 	cmdline             string
 	contenders          []string
@@ -75,6 +77,7 @@ func compareCmd(args []string) error {
 	fs.StringVar(&o.micro, "micro", "", "go test -bench output of the micro benchmarks to include")
 	fs.BoolVar(&o.quick, "quick", false, "a tiny matrix (smoke test)")
 	fs.StringVar(&o.cmdline, "cmdline", "", "command line to print in the report")
+	fs.StringVar(&o.recordDir, "record-dir", "", "parent of vncedge-rec's recording directories (default: $TMPDIR or /tmp)")
 	only := fs.String("contenders", strings.Join(loadgen.AllContenders, ","), "contenders to run")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -95,7 +98,7 @@ func compareCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	env := &loadgen.Env{Vncbench: self, Vncedge: o.vncedge, Websockify: ws, LogDir: logDir}
+	env := &loadgen.Env{Vncbench: self, Vncedge: o.vncedge, Websockify: ws, LogDir: logDir, RecordDir: o.recordDir}
 	srv, err := env.StartServer()
 	if err != nil {
 		return err
@@ -111,7 +114,7 @@ func compareCmd(args []string) error {
 			fork := name == loadgen.Websockify || name == loadgen.VncedgeWS
 			// Idle first, on a fresh process, so pooled memory from earlier cells
 			// does not hide the per-session cost.
-			if name != loadgen.Direct {
+			if name != loadgen.Direct && loadgen.Runs(name, loadgen.Cell{Workload: loadgen.Idle}) {
 				n := o.idleN
 				if fork {
 					n = o.idleNFork
@@ -142,7 +145,7 @@ func compareCmd(args []string) error {
 				return err
 			}
 			for _, ce := range cells {
-				if fork && ce.N > o.forkMaxN {
+				if (fork && ce.N > o.forkMaxN) || !loadgen.Runs(name, loadgen.Cell{Workload: ce.W, Size: ce.S, N: ce.N}) {
 					continue
 				}
 				m, err := loadCell(c, srv.PID(), ce, o)
@@ -154,8 +157,12 @@ func compareCmd(args []string) error {
 				wallTotal += time.Duration(m.elapsed * float64(time.Second))
 				k := key{name, ce}
 				res[k] = append(res[k], m)
-				fmt.Fprintf(os.Stderr, "run %d %-12s %-22s %10.0f ops/s %9.1f MB/s p50 %7.0fµs proxy %4.0f%% cpu  load %4.0f%%\n",
-					run, name, ce, m.rate, m.mbps, m.p50/1e3, 100*m.proxyCPU/m.elapsed, 100*m.load/m.elapsed)
+				rec := ""
+				if c.RecDir != "" {
+					rec = fmt.Sprintf("  recorded %.1f MB", m.recBytes/1e6)
+				}
+				fmt.Fprintf(os.Stderr, "run %d %-12s %-22s %10.0f ops/s %9.1f MB/s p50 %7.0fµs proxy %4.0f%% cpu  load %4.0f%%%s\n",
+					run, name, ce, m.rate, m.mbps, m.p50/1e3, 100*m.proxyCPU/m.elapsed, 100*m.load/m.elapsed, rec)
 			}
 			c.Stop()
 		}
@@ -208,16 +215,19 @@ func idleCell(c *loadgen.Contender, n int) (meas, error) {
 func loadCell(c *loadgen.Contender, srvPID int, ce cell, o compareOpts) (meas, error) {
 	var m meas
 	var p0, h0, s0, l0 time.Duration
+	var r0 int64
 	cfg := loadgen.Config{Addr: c.Addr, Workload: ce.W, N: ce.N, Size: ce.S, Warmup: o.warmup, Duration: o.window,
 		Start: func() {
 			p0, h0, s0 = loadgen.TreeCPU(c.PID()), loadgen.TreeCPU(c.Hop.PID()), loadgen.TreeCPU(srvPID)
 			l0 = loadgen.SelfCPU()
+			r0 = c.RecBytes()
 		},
 		Stop: func() {
 			m.proxyCPU = (loadgen.TreeCPU(c.PID()) - p0).Seconds()
 			m.hopCPU = (loadgen.TreeCPU(c.Hop.PID()) - h0).Seconds()
 			m.srvCPU = (loadgen.TreeCPU(srvPID) - s0).Seconds()
 			m.load = (loadgen.SelfCPU() - l0).Seconds()
+			m.recBytes = float64(c.RecBytes() - r0)
 		}}
 	r, err := loadgen.Run(cfg)
 	if err != nil {
@@ -300,6 +310,7 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 	p("| a | direct | load generator ⇄ WebSocket RFB server (no proxy: the floor) |\n")
 	p("| b | tcp-relay | ⇄ io.Copy TCP relay (Go, splice) ⇄ WebSocket RFB server: one hop, no WebSocket work |\n")
 	p("| c | vncedge-tcp | ⇄ vncedge (`--target tcp://`, default input policy on) ⇄ raw RFB server |\n")
+	p("| c′ | vncedge-rec | (c) recording every channel: `--record DIR` (a fresh temp directory per start, removed at its stop), default `--record-input` (pointer); runs only the cells of the recording-cost table, no idle |\n")
 	p("| d | vncedge-ws | ⇄ vncedge (`--target ws://`) ⇄ websockify ⇄ raw RFB server; \"proxy CPU\" is vncedge's alone, websockify's is in its own column |\n")
 	p("| e | go-gorilla | ⇄ gorilla/websocket v1.5.3 proxy, one goroutine per direction, 32 KiB upstream reads, 4 KiB pooled write buffers, TCP_NODELAY ⇄ raw RFB server |\n")
 	p("| f | websockify | ⇄ websockify 0.10 (Debian, Python, forks per connection) ⇄ raw RFB server |\n\n")
@@ -433,6 +444,7 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 	section(loadgen.RTT, "rtt: update round trips")
 	section(loadgen.Keys, "keys: KeyEvents acknowledged by the server")
 	section(loadgen.Down, "down: server-pushed updates (CPU seconds per GB forwarded)")
+	recordingCost(p, o, cells, res)
 
 	p("## idle: memory per session pair\n\n| contender | N | Pss KiB/session | RSS KiB/session | ÷ (e) |\n|---|---|---|---|---|\n")
 	for _, name := range o.contenders {
@@ -504,4 +516,51 @@ func readMicro(path string) (float64, []string) {
 		}
 	}
 	return worst, lines
+}
+
+// recordingCost writes the "Recording cost" section: vncedge-rec against
+// vncedge-tcp in every cell vncedge-rec ran, ratios of medians of the same run.
+func recordingCost(p func(string, ...any), o compareOpts, cells []cell, res map[key][]meas) {
+	if !slices.Contains(o.contenders, loadgen.VncedgeRec) {
+		return
+	}
+	p("## Recording cost\n\n")
+	p("vncedge-rec (c′) against vncedge-tcp (c), the same binary with `--record DIR` (default `--record-input`, the directory on the machine's disk: `%s`), measured in the same runs. Ratios are rec ÷ off. \"disk per GB down\" is the growth of the recording files' sizes during the window per GB the viewers received: about 1.00 means every relayed byte reached the recorder's files; well below 1.00 means the recorder dropped bytes (gaps, see docs/RECORDING.md).\n\n", recParent(o))
+	p("| cell | MB/s off | MB/s rec | rec ÷ off | proxy CPU s/GB off | rec | rec ÷ off | rtt p50 µs off | rec | rec ÷ off | disk per GB down |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range cells {
+		rec, off := res[key{loadgen.VncedgeRec, c}], res[key{loadgen.VncedgeTCP, c}]
+		if len(rec) == 0 {
+			continue
+		}
+		r := func(f func(meas) float64) float64 { return median(rec, f) }
+		f := func(f func(meas) float64) float64 { return median(off, f) }
+		mbps := func(m meas) float64 { return m.mbps }
+		p50 := func(m meas) float64 { return m.p50 / 1e3 }
+		lat := func(v float64) string {
+			if v == 0 {
+				return "—"
+			}
+			return fmt.Sprintf("%.1f", v)
+		}
+		disk := r(func(m meas) float64 {
+			if m.bytes == 0 {
+				return 0
+			}
+			return m.recBytes / m.bytes
+		})
+		p("| %s | %.0f | %.0f | %s | %.2f | %.2f | %s | %s | %s | %s | %.2f GB |\n", c,
+			f(mbps), r(mbps), ratio(r(mbps), f(mbps)),
+			f(cpuPerGB), r(cpuPerGB), ratio(r(cpuPerGB), f(cpuPerGB)),
+			lat(f(p50)), lat(r(p50)), ratio(r(p50), f(p50)), disk)
+	}
+	p("\n")
+}
+
+// recParent is where vncedge-rec's recording directories are made.
+func recParent(o compareOpts) string {
+	if o.recordDir != "" {
+		return o.recordDir
+	}
+	return os.TempDir()
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -40,6 +41,10 @@ var contenderCells = map[string][]Cell{
 		{Down, 1 << 20, 16}, {Down, 1 << 20, 64}, {Down, 256 << 10, 64}, {RTT, 1 << 10, 16},
 	},
 }
+
+// DeclaredCells returns the cells contender name is limited to, nil for a
+// contender that runs the whole matrix.
+func DeclaredCells(name string) []Cell { return slices.Clone(contenderCells[name]) }
 
 // Runs reports whether contender name runs cell c. A contender that declares
 // no cells runs them all; an Idle cell matches a declared Idle cell of any N

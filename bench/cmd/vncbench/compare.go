@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -320,15 +321,17 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 	p("## Goals\n\n")
 	p("| goal | measured | target | met |\n|---|---|---|---|\n")
 	goal := func(name string, v float64, cmp string, target float64, format string) {
-		ok := "—"
-		if v != 0 && !isNaN(v) {
+		// NaN: a cell the run did not measure (the quick matrix); "—" twice.
+		got, ok := "—", "—"
+		if !isNaN(v) {
+			got = fmt.Sprintf(format, v)
 			if (cmp == "≥" && v >= target) || (cmp == "≤" && v <= target) {
 				ok = "yes"
 			} else {
 				ok = "**no**"
 			}
 		}
-		p("| %s | "+format+" | %s %g | %s |\n", name, v, cmp, target, ok)
+		p("| %s | %s | %s %g | %s |\n", name, got, cmp, target, ok)
 	}
 	k16 := cell{loadgen.Keys, 0, 16}
 	r16 := cell{loadgen.RTT, 1 << 10, 16}
@@ -337,9 +340,11 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 	rate := func(m meas) float64 { return m.rate }
 	p50 := func(m meas) float64 { return m.p50 }
 	mbps := func(m meas) float64 { return m.mbps }
+	nan := math.NaN()
+	// div is a ÷ b, NaN when either was not measured (a median of nothing is 0).
 	div := func(a, b float64) float64 {
-		if b == 0 {
-			return 0
+		if a == 0 || b == 0 {
+			return nan
 		}
 		return a / b
 	}
@@ -367,7 +372,11 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 	if o.quick {
 		idle.N = min(o.idleN, 50)
 	}
-	goal(fmt.Sprintf("idle KiB per session pair (Pss), vncedge-tcp, N=%d", idle.N), med(loadgen.VncedgeTCP, idle, func(m meas) float64 { return m.bPerSession })/1024, "≤", 8, "%.1f")
+	idleKiB := nan
+	if ms := get(loadgen.VncedgeTCP, idle); len(ms) > 0 {
+		idleKiB = median(ms, func(m meas) float64 { return m.bPerSession }) / 1024
+	}
+	goal(fmt.Sprintf("idle KiB per session pair (Pss), vncedge-tcp, N=%d", idle.N), idleKiB, "≤", 8, "%.1f")
 	allocs, microLines := readMicro(o.micro)
 	if allocs >= 0 {
 		goal("allocs per forwarded frame (micro benchmarks, worst)", allocs, "≤", 0, "%g")

@@ -133,3 +133,11 @@ func TestRuns(t *testing.T) {
 		t.Error("DeclaredCells")
 	}
 }
+
+// TestTCPMem reads the kernel's TCP memory and its pressure threshold.
+func TestTCPMem(t *testing.T) {
+	pages, pressure := TCPMem()
+	if pressure <= 0 || pages < 0 {
+		t.Fatalf("TCPMem() = %d, %d", pages, pressure)
+	}
+}

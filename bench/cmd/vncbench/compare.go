@@ -43,6 +43,7 @@ type meas struct {
 	elapsed                        float64 // window seconds
 	ops, bytes                     float64
 	recBytes                       float64 // vncedge-rec: bytes the recorder wrote in the window
+	tcpMem                         float64 // kernel TCP memory, % of tcp_mem pressure (larger of window start and end)
 	bPerSession                    float64 // idle: proxy Pss growth per session
 	rssPerSession                  float64
 }
@@ -222,6 +223,7 @@ func loadCell(c *loadgen.Contender, srvPID int, ce cell, o compareOpts) (meas, e
 			p0, h0, s0 = loadgen.TreeCPU(c.PID()), loadgen.TreeCPU(c.Hop.PID()), loadgen.TreeCPU(srvPID)
 			l0 = loadgen.SelfCPU()
 			r0 = c.RecBytes()
+			m.tcpMem = tcpMemPct()
 		},
 		Stop: func() {
 			m.proxyCPU = (loadgen.TreeCPU(c.PID()) - p0).Seconds()
@@ -229,6 +231,7 @@ func loadCell(c *loadgen.Contender, srvPID int, ce cell, o compareOpts) (meas, e
 			m.srvCPU = (loadgen.TreeCPU(srvPID) - s0).Seconds()
 			m.load = (loadgen.SelfCPU() - l0).Seconds()
 			m.recBytes = float64(c.RecBytes() - r0)
+			m.tcpMem = max(m.tcpMem, tcpMemPct())
 		}}
 	r, err := loadgen.Run(cfg)
 	if err != nil {
@@ -239,6 +242,15 @@ func loadCell(c *loadgen.Contender, srvPID int, ce cell, o compareOpts) (meas, e
 	m.ops, m.bytes = float64(r.Ops), float64(r.Bytes)
 	m.p50, m.p99, m.p999 = float64(r.Pct(0.5)), float64(r.Pct(0.99)), float64(r.Pct(0.999))
 	return m, nil
+}
+
+// tcpMemPct is the kernel's TCP memory as a percentage of its pressure threshold (0 when unknown).
+func tcpMemPct() float64 {
+	pages, pressure := loadgen.TCPMem()
+	if pressure == 0 {
+		return 0
+	}
+	return 100 * float64(pages) / float64(pressure)
 }
 
 func median(ms []meas, f func(meas) float64) float64 {
@@ -396,8 +408,8 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 			p("| N | contender | keys/s | ÷ (a) | ÷ (e) | proxy µs CPU/key | ÷ (e) | proxy %% | websockify hop %% | server %% | loadgen %% |\n")
 			p("|---|---|---|---|---|---|---|---|---|---|---|\n")
 		case loadgen.Down:
-			p("| S | N | contender | MB/s | ÷ (a) | ÷ (b) | ÷ (e) | proxy CPU s/GB | ÷ (e) | proxy %% | websockify hop %% | server %% | loadgen %% |\n")
-			p("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+			p("| S | N | contender | MB/s | ÷ (a) | ÷ (b) | ÷ (e) | proxy CPU s/GB | ÷ (e) | proxy %% | websockify hop %% | server %% | loadgen %% | kernel TCP mem %% of pressure |\n")
+			p("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		}
 		for _, c := range cells {
 			if c.W != w {
@@ -442,9 +454,9 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 					if name != loadgen.Direct {
 						re = ratio(f(cpuPerGB), e(cpuPerGB))
 					}
-					p("| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %.0f | %s | %.0f | %.0f |\n", sizeName(c.S), c.N, name, f(mbps),
+					p("| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %.0f | %s | %.0f | %.0f | %.0f |\n", sizeName(c.S), c.N, name, f(mbps),
 						ratio(f(mbps), a(mbps)), ratio(f(mbps), med(loadgen.TCPRelayC, c, mbps)), ratio(f(mbps), e(mbps)),
-						cpuGB, re, proxyPct, hop, srvPct, loadPct)
+						cpuGB, re, proxyPct, hop, srvPct, loadPct, f(func(m meas) float64 { return m.tcpMem }))
 				}
 			}
 		}
@@ -453,6 +465,7 @@ func writeReport(o compareOpts, cells []cell, res map[key][]meas, total, loadTot
 	section(loadgen.RTT, "rtt: update round trips")
 	section(loadgen.Keys, "keys: KeyEvents acknowledged by the server")
 	section(loadgen.Down, "down: server-pushed updates (CPU seconds per GB forwarded)")
+	p("The last column is the kernel's TCP buffer memory (`/proc/net/sockstat`, the whole machine) against the `tcp_mem` pressure threshold, the larger of window start and end: near or above 100 %% the kernel shrinks socket buffers and many-session bulk throughput collapses whatever the proxy does, so such a cell measures the kernel (or another job on the machine) more than the proxy.\n\n")
 	recordingCost(p, o, cells, res)
 
 	p("## idle: memory per session pair\n\n| contender | N | Pss KiB/session | RSS KiB/session | ÷ (e) |\n|---|---|---|---|---|\n")

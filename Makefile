@@ -51,7 +51,7 @@ bench:
 # against direct, a TCP relay, vncedge (tcp:// and ws:// via websockify), a
 # gorilla/websocket proxy and websockify, each a separate process, plus
 # vncedge recording (--record, a few cells, under $TMPDIR); RUNS runs, medians
-# into docs/BENCHMARKS.md. Needs websockify (make deps). About 11 min at RUNS=3.
+# into docs/BENCHMARKS.md. Needs websockify (make deps). About 10 min at RUNS=3.
 RUNS ?= 3
 bench-compare: build deps
 	$(GO) build -o bin/vncbench ./bench/cmd/vncbench

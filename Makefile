@@ -49,8 +49,9 @@ bench:
 
 # bench-compare runs the peer comparison (bench/cmd/vncbench): every workload
 # against direct, a TCP relay, vncedge (tcp:// and ws:// via websockify), a
-# gorilla/websocket proxy and websockify, each a separate process; RUNS runs,
-# medians into docs/BENCHMARKS.md. Needs websockify (make deps). About 10 min.
+# gorilla/websocket proxy and websockify, each a separate process, plus
+# vncedge recording (--record, a few cells, under $TMPDIR); RUNS runs, medians
+# into docs/BENCHMARKS.md. Needs websockify (make deps). About 10 min at RUNS=3.
 RUNS ?= 3
 bench-compare: build deps
 	$(GO) build -o bin/vncbench ./bench/cmd/vncbench

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -16,13 +17,50 @@ const (
 	Direct     = "direct"      // (a) WebSocket straight to the server
 	TCPRelayC  = "tcp-relay"   // (b) io.Copy relay in front of the WebSocket server
 	VncedgeTCP = "vncedge-tcp" // (c) vncedge, tcp:// upstream
+	VncedgeRec = "vncedge-rec" // (c′) vncedge-tcp recording every channel (--record)
 	VncedgeWS  = "vncedge-ws"  // (d) vncedge, ws:// upstream through websockify
 	GoProxyC   = "go-gorilla"  // (e) goroutine-per-direction gorilla/websocket proxy
 	Websockify = "websockify"  // (f) websockify 0.10 (Debian), forks per connection
 )
 
 // AllContenders is the table order.
-var AllContenders = []string{Direct, TCPRelayC, VncedgeTCP, VncedgeWS, GoProxyC, Websockify}
+var AllContenders = []string{Direct, TCPRelayC, VncedgeTCP, VncedgeRec, VncedgeWS, GoProxyC, Websockify}
+
+// Cell is one point of the comparison matrix: a workload, its update size
+// (RTT, Down) and its session count.
+type Cell struct {
+	Workload string
+	Size, N  int
+}
+
+// contenderCells are the cells of the contenders that run only part of the
+// matrix. vncedge-rec runs the cells its cost against vncedge-tcp is reported
+// for, and no idle cell.
+var contenderCells = map[string][]Cell{
+	VncedgeRec: {
+		{Down, 1 << 20, 16}, {Down, 1 << 20, 64}, {Down, 256 << 10, 64}, {RTT, 1 << 10, 16},
+	},
+}
+
+// DeclaredCells returns the cells contender name is limited to, nil for a
+// contender that runs the whole matrix.
+func DeclaredCells(name string) []Cell { return slices.Clone(contenderCells[name]) }
+
+// Runs reports whether contender name runs cell c. A contender that declares
+// no cells runs them all; an Idle cell matches a declared Idle cell of any N
+// (the idle session count is a flag of the comparison).
+func Runs(name string, c Cell) bool {
+	cs, ok := contenderCells[name]
+	if !ok {
+		return true
+	}
+	for _, d := range cs {
+		if d == c || (c.Workload == Idle && d.Workload == Idle) {
+			return true
+		}
+	}
+	return false
+}
 
 // Env holds the processes of one comparison: the RFB server and the
 // contenders, each a child process so that /proc accounts for it alone.
@@ -31,6 +69,7 @@ type Env struct {
 	Vncedge    string // path of the vncedge binary
 	Websockify string // path of websockify
 	LogDir     string // stderr of every child goes here
+	RecordDir  string // vncedge-rec: parent of its per-start recording directories ("": os.TempDir)
 
 	ServerTCP, ServerWS string
 }
@@ -74,6 +113,9 @@ type Contender struct {
 	Addr  string // where viewers connect
 	Proxy *Proc  // the process whose CPU and memory are "the proxy" (nil: direct)
 	Hop   *Proc  // vncedge-ws: the websockify in between (its CPU is reported apart)
+	// RecDir is vncedge-rec's --record directory, made for this start and
+	// removed by Stop ("" for the others).
+	RecDir string
 }
 
 // PID is the proxy process id (0 for direct).
@@ -83,6 +125,30 @@ func (c *Contender) PID() int { return c.Proxy.PID() }
 func (c *Contender) Stop() {
 	c.Proxy.Stop()
 	c.Hop.Stop()
+	if c.RecDir != "" {
+		_ = os.RemoveAll(c.RecDir)
+	}
+}
+
+// RecBytes is the total size of the files under RecDir: what the recorder
+// wrote so far (0 without a RecDir).
+func (c *Contender) RecBytes() int64 {
+	if c.RecDir == "" {
+		return 0
+	}
+	var n int64
+	_ = filepath.WalkDir(c.RecDir, func(_ string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil // a file the recorder is renaming or removing: skip it
+		}
+		if d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // FreeAddr returns a free 127.0.0.1 port.
@@ -167,6 +233,12 @@ func (e *Env) Start(name string) (*Contender, error) {
 		p, err = e.start(name, e.Vncbench, "tcp-relay", "-listen", addr, "-target", e.ServerWS)
 	case VncedgeTCP:
 		p, err = e.start(name, e.Vncedge, "--listen", addr, "--admin", "", "--target", "tcp://"+e.ServerTCP, "--log-level", "warn")
+	case VncedgeRec:
+		if c.RecDir, err = os.MkdirTemp(e.RecordDir, "vncbench-rec-"); err != nil {
+			return nil, fmt.Errorf("vncedge-rec: recording directory: %w", err)
+		}
+		p, err = e.start(name, e.Vncedge, "--listen", addr, "--admin", "", "--target", "tcp://"+e.ServerTCP, "--log-level", "warn",
+			"--record", c.RecDir)
 	case VncedgeWS:
 		hopAddr, herr := FreeAddr()
 		if herr != nil {

@@ -115,3 +115,29 @@ func TestProcAccounting(t *testing.T) {
 	pss, rss := TreeMem(1)
 	_, _ = pss, rss
 }
+
+// TestRuns checks the cell subsets: a contender without one runs every cell,
+// vncedge-rec only its own and no idle cell.
+func TestRuns(t *testing.T) {
+	down := Cell{Down, 1 << 20, 64}
+	if !Runs(VncedgeTCP, down) || !Runs(VncedgeTCP, Cell{Workload: Idle, N: 9900}) {
+		t.Error("vncedge-tcp must run every cell")
+	}
+	if !Runs(VncedgeRec, down) || !Runs(VncedgeRec, Cell{RTT, 1 << 10, 16}) {
+		t.Error("vncedge-rec must run its declared cells")
+	}
+	if Runs(VncedgeRec, Cell{Down, 1 << 20, 1000}) || Runs(VncedgeRec, Cell{Workload: Idle, N: 9900}) {
+		t.Error("vncedge-rec runs a cell it did not declare")
+	}
+	if DeclaredCells(VncedgeTCP) != nil || len(DeclaredCells(VncedgeRec)) == 0 {
+		t.Error("DeclaredCells")
+	}
+}
+
+// TestTCPMem reads the kernel's TCP memory and its pressure threshold.
+func TestTCPMem(t *testing.T) {
+	pages, pressure := TCPMem()
+	if pressure <= 0 || pages < 0 {
+		t.Fatalf("TCPMem() = %d, %d", pages, pressure)
+	}
+}

@@ -112,3 +112,29 @@ func kbField(path, name string) int64 {
 	}
 	return 0
 }
+
+// TCPMem returns the kernel's TCP buffer memory in pages (the "mem" of
+// /proc/net/sockstat, all sockets of the machine, not one network namespace)
+// and the tcp_mem pressure threshold in pages (its second value). Above the
+// threshold the kernel shrinks socket buffers and throughput of many bulk
+// sessions collapses, whatever the proxy does. Zeros when unreadable.
+func TCPMem() (pages, pressure int64) {
+	if b, err := os.ReadFile("/proc/net/sockstat"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if rest, ok := strings.CutPrefix(line, "TCP:"); ok {
+				f := strings.Fields(rest)
+				for i := 0; i+1 < len(f); i++ {
+					if f[i] == "mem" {
+						pages, _ = strconv.ParseInt(f[i+1], 10, 64)
+					}
+				}
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_mem"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			pressure, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return pages, pressure
+}

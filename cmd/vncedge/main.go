@@ -67,6 +67,8 @@ type options struct {
 	maxSessions, maxPerIP, maxPerOrg                     int
 	shutdownTimeout                                      time.Duration
 	maxFrame, maxViewerBuffer, highWater, lowWater       int64
+	splice                                               bool
+	splicePipe                                           int64
 	loops                                                int
 	header                                               headerFlag
 	trace                                                tracing.Config
@@ -140,6 +142,8 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.Int64Var(&o.maxViewerBuffer, "max-viewer-buffer", 64<<20, "bytes queued for a slow viewer before its session is cut")
 	fs.Int64Var(&o.highWater, "viewer-high-water", 1<<20, "bytes queued for a viewer above which the upstream is not read (backpressure)")
 	fs.Int64Var(&o.lowWater, "viewer-low-water", 256<<10, "bytes queued for a viewer below which reading the upstream resumes")
+	fs.BoolVar(&o.splice, "splice", true, "send tcp:// upstreams' server stream to viewers with splice(2), without copying it through vncedge (Linux)")
+	fs.Int64Var(&o.splicePipe, "splice-pipe-size", 1<<20, "pipe capacity per spliced session: the largest frame, and the bytes held for a slow viewer")
 	fs.DurationVar(&o.pingInterval, "ping-interval", 20*time.Second, "ping viewers this often; two missed pongs close the session (negative: off)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", 0, "close sessions whose viewer sent nothing for this long (0: off)")
 	fs.DurationVar(&o.maxDuration, "max-duration", 0, "close sessions older than this (0: off)")
@@ -221,6 +225,7 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		MaxFramePayload: o.maxFrame, MaxViewerBuffer: int(o.maxViewerBuffer),
 		LivenessPeriod: o.livenessPeriod, ControlGrace: o.controlGrace,
 		ViewerHighWater: int(o.highWater), ViewerLowWater: int(o.lowWater),
+		NoSplice: !o.splice, SplicePipeSize: int(o.splicePipe),
 		PingInterval: o.pingInterval, IdleTimeout: o.idleTimeout, MaxDuration: o.maxDuration,
 		MaxSessions: o.maxSessions, MaxPerIP: o.maxPerIP, MaxPerOrg: o.maxPerOrg,
 	}

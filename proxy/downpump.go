@@ -12,6 +12,14 @@ import (
 // The session's side of the down pump (downpump_linux.go): when it starts,
 // how the loop writes through it, how it stops. All on the loop.
 
+// spliceAfter is the upstream read that moves a session to the down pump: a
+// read this large means the server streams bulk (framebuffer updates), where
+// splice(2) saves a copy per byte. Sessions that only ever exchange small
+// messages (key acknowledgements, small updates) stay on gnet, whose loop
+// answers them sooner than a goroutine woken by the netpoller; so do idle
+// ones, which then hold no pipe, goroutine or extra descriptors.
+const spliceAfter = 32 << 10
+
 // startPump hands a raw-TCP upstream to a down pump once the RFB handshake
 // is done and nothing of the session is queued in gnet: from then on the
 // server stream goes to the viewer by splice(2). It reports whether it did;

@@ -501,7 +501,7 @@ func (s *session) upstreamTraffic(c gnet.Conn) gnet.Action {
 	s.lastUpstream = s.srv.now.Load()
 	s.fromUpstream(buf)
 	s.sendOwedPong()
-	if s.startPump(c) {
+	if len(buf) >= spliceAfter && s.startPump(c) {
 		return gnet.Close // the socket lives on in the pump
 	}
 	if s.pauseReq && s.state == stRelay {

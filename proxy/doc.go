@@ -8,6 +8,8 @@
 //
 // Server to viewer, the heavy direction, is cut-through: each upstream read
 // becomes one binary frame written with writev straight from gnet's buffer.
+// A raw-TCP upstream that streams bulk moves to a down pump (downpump.go,
+// downpump_linux.go), which splices it into the viewer socket through a pipe.
 // Viewer to server goes through an rfbparse.Stream, which applies input policy
 // and hands on the passed byte ranges: raw for tcp:// upstreams, re-framed and
 // masked in place for ws:// and wss:// ones. No step allocates per frame.
@@ -34,4 +36,9 @@
 //   - pair fields are guarded by registry.mu, pair.lastCutText is an atomic,
 //     and a pair's clipboard client has its own mutex.
 //   - Server counters and caps are atomics or guarded by Server.mu.
+//   - A down pump's goroutine owns the write side of the viewer socket and
+//     the read side of the upstream socket while it runs; it shares with
+//     the loop only the control-frame queue under downPump.mu and its
+//     counters (atomics). A flusher goroutine owns the buffer it writes
+//     upstream until it hands it back through Execute.
 package proxy

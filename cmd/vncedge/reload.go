@@ -126,6 +126,7 @@ type watcher struct {
 	debounce time.Duration
 	hup      chan struct{}
 	targets  []string // symlink targets of files, also watched (reload_links.go)
+	watching chan struct{} // closed once run has set up its watches
 }
 
 func newWatcher(files []string, reload reloadFunc, log *slog.Logger, count *tracing.ReloadCounter) *watcher {
@@ -133,7 +134,7 @@ func newWatcher(files []string, reload reloadFunc, log *slog.Logger, count *trac
 	for i, f := range files {
 		clean[i] = filepath.Clean(f) // fsnotify reports cleaned names: "a/../s.yaml" is "s.yaml"
 	}
-	return &watcher{files: clean, reload: reload, log: log, count: count, debounce: reloadDebounce, hup: make(chan struct{}, 1)}
+	return &watcher{files: clean, reload: reload, log: log, count: count, debounce: reloadDebounce, hup: make(chan struct{}, 1), watching: make(chan struct{})}
 }
 
 // kick asks for a reload (SIGHUP); any goroutine.
@@ -184,6 +185,7 @@ func (w *watcher) run(done <-chan struct{}) {
 		events, errs = fw.Events, fw.Errors
 		w.followLinks(fw, seen)
 	}
+	close(w.watching)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()

@@ -33,9 +33,8 @@ func startWatcher(t *testing.T, files ...string) (*watcher, <-chan string) {
 	w.debounce = 10 * time.Millisecond
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) })
-	ready := make(chan struct{})
-	go func() { close(ready); w.run(done) }()
-	<-ready
+	go w.run(done)
+	<-w.watching // an edit before the watches are set would go unseen
 	return w, got
 }
 

@@ -8,6 +8,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -500,11 +501,143 @@ func TestPumpBlockedViewerEnds(t *testing.T) {
 // not reading), the viewer sends pings with full payloads, then its close.
 // When it reads again: the data, pongs, and the close echo last. The pongs
 // may be dropped (only the latest ping need be answered); the echo may not.
+func TestPumpCloseEchoAfterPingFlood(t *testing.T) {
+	checkNoLeaks(t)
+	ps := startPushServer(t, 1<<40)
+	srv, addr, _ := pumpProxy(t, ps.ln.Addr().String(), nil)
+	v := dialPumpViewer(t, addr, nil)
+	v.handshake(t, 1)
+	select {
+	case <-ps.stalled: // the pump is mid-frame on a full socket
+	case <-time.After(10 * time.Second):
+		t.Fatal("the server never stalled")
+	}
+	if srv.Stats().Spliced != 1 {
+		t.Fatalf("spliced %d, want 1", srv.Stats().Spliced)
+	}
+	ping := bytes.Repeat([]byte{'p'}, 125)
+	for range 8 {
+		if err := v.write(ws.OpPing, ping); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := v.write(ws.OpClose, ws.NewCloseFrameBody(4321, "")); err != nil {
+		t.Fatal(err)
+	}
+	ce := v.drainToClose(t, 10*time.Second)
+	if ce.code != 4321 {
+		t.Fatalf("close echo %d, want 4321", ce.code)
+	}
+	for _, p := range v.pongs {
+		if !bytes.Equal(p, ping) {
+			t.Fatalf("pong %q", p)
+		}
+	}
+	t.Logf("%d pongs for 8 pings, then the echo", len(v.pongs))
+}
+
 // TestPumpStreamIntegrity: the viewer reads with random sizes (1 byte to
 // 256 KiB) and pings the proxy meanwhile; every frame is well-formed, every
 // ping gets a pong with its payload or is superseded by a later one that
 // does, the payload stream equals the server's byte for byte, and the
 // close comes last.
+func TestPumpStreamIntegrity(t *testing.T) {
+	checkNoLeaks(t)
+	total := 48 << 20
+	if raceEnabled {
+		total = 12 << 20
+	}
+	ps := startPushServer(t, total)
+	srv, addr, _ := pumpProxy(t, ps.ln.Addr().String(), func(c *proxy.Config) { c.SplicePipeSize = 256 << 10 })
+	v := dialPumpViewer(t, addr, rand.New(rand.NewPCG(1, 2)))
+	v.handshake(t, 1)
+	stop := make(chan struct{})
+	pinged := make(chan int, 1)
+	go func() { // pings with a counter, as fast as the pump takes them
+		defer close(pinged)
+		i := 0
+		for {
+			select {
+			case <-stop:
+				pinged <- i
+				return
+			default:
+			}
+			i++
+			if v.write(ws.OpPing, fmt.Appendf(nil, "%08d", i)) != nil {
+				return
+			}
+			if i%64 == 0 {
+				runtimeYield()
+			}
+		}
+	}()
+	h := sha256.New()
+	_ = v.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	for got := 0; got < total; {
+		b, err := v.readStream(min(total-got, 1+rand.IntN(1<<20)))
+		if err != nil {
+			t.Fatalf("after %d of %d bytes: %v", got, total, err)
+		}
+		h.Write(b)
+		got += len(b)
+	}
+	close(stop)
+	last := <-pinged
+	want := <-ps.sum
+	if !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatal("the stream through the pump differs from the server's")
+	}
+	if srv.Stats().Spliced != 1 {
+		t.Fatalf("spliced %d, want 1", srv.Stats().Spliced)
+	}
+	// Pings on an idle pump: one of them gets its pong (the latest may be
+	// dropped only while earlier pongs are unsent), after every earlier one.
+	_ = v.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	final := 0
+	for len(v.pongs) == 0 || !bytes.HasPrefix(v.pongs[len(v.pongs)-1], []byte("final")) {
+		final++
+		if err := v.write(ws.OpPing, fmt.Appendf(nil, "final%d", final)); err != nil {
+			t.Fatal(err)
+		}
+		f, err := v.next()
+		if err != nil {
+			t.Fatalf("waiting for a final pong: %v", err)
+		}
+		switch {
+		case f.op == ws.OpPong:
+			v.pongs = append(v.pongs, f.payload)
+		case f.op.IsControl():
+			t.Fatalf("unexpected %v", f.op)
+		default:
+			t.Fatalf("data after the stream ended: %d bytes", len(f.payload))
+		}
+	}
+	for len(v.pongs) > 0 && bytes.HasPrefix(v.pongs[len(v.pongs)-1], []byte("final")) {
+		v.pongs = v.pongs[:len(v.pongs)-1]
+	}
+	prev := 0
+	for _, p := range v.pongs {
+		var k int
+		if _, err := fmt.Sscanf(string(p), "%d", &k); err != nil || k <= prev || k > last {
+			t.Fatalf("pong %q after %d (last ping %d): not a ping's payload, or out of order", p, prev, last)
+		}
+		prev = k
+	}
+	t.Logf("%d MiB in %d frames; %d pings, %d pongs", total>>20, v.frames, last, len(v.pongs))
+	if err := v.write(ws.OpClose, ws.NewCloseFrameBody(1000, "")); err != nil {
+		t.Fatal(err)
+	}
+	if ce := v.drainToClose(t, 5*time.Second); ce.code != 1000 {
+		t.Fatalf("close echo %d", ce.code)
+	}
+}
+
+func runtimeYield() { time.Sleep(time.Millisecond) } // pacing the ping writer, not synchronisation
+
+// ---------------------------------------------------------------------------
+// The up direction
+
 // upSession is a viewer whose server stops reading after the handshake until
 // resume is closed, then reads everything the proxy passes.
 type upSession struct {

@@ -73,10 +73,6 @@ func (s *session) pumpControl(op ws.OpCode, payload []byte) {
 	s.pump.queue(s.ctl[:n+m], op == ws.OpClose)
 }
 
-// upHeld reports whether upstream bytes wait behind a short write: viewer
-// input is then held, unread, as while paused.
-func (s *session) upHeld() bool { return s.pump != nil && s.pump.held() > 0 }
-
 // downStats is what went to the viewer: the gnet path's counts and the pump's.
 func (s *session) downStats() (bytes, frames uint64) {
 	bytes, frames = s.bytesDown, s.framesDown

@@ -690,10 +690,55 @@ func pumpKeyMsg(down bool, sym uint32) []byte {
 
 // TestPumpSlowServerViewerStillAnswered: a VNC server that does not read
 // for a while, during a 12 MiB paste (within MaxUpstreamBuffer). The viewer
-// stays a live peer meanwhile: its pongs count (PingInterval is short: a
-// viewer whose pongs went unread would be cut with ping-timeout), and its
-// close is answered at once, as on the gnet path, where the paste waits in
-// gnet's buffer. Then, when the server reads again, it gets the paste.
+// stays a live peer meanwhile, as on the gnet path, where the paste waits in
+// gnet's buffer: its pongs count (pings: PingInterval is short, and a viewer
+// whose pongs went unread would be cut with ping-timeout; when the server
+// reads again it gets the paste), and its close is answered at once (close).
+func TestPumpSlowServerViewerStillAnswered(t *testing.T) {
+	for _, noSplice := range []bool{false, true} {
+		for _, what := range []string{"pings", "close"} {
+			t.Run(map[bool]string{false: "splice", true: "gnet"}[noSplice]+"/"+what, func(t *testing.T) {
+				checkNoLeaks(t)
+				u := startUpSession(t, noSplice, func(c *proxy.Config) {
+					if what == "pings" {
+						c.PingInterval = 50 * time.Millisecond
+					}
+				})
+				text := bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16)
+				if err := sendCut(u.v, text); err != nil {
+					t.Fatal(err)
+				}
+				if what == "close" {
+					if err := u.v.CloseWith(1000, ""); err != nil {
+						t.Fatal(err)
+					}
+					_ = u.v.NetConn().SetReadDeadline(time.Now().Add(latencyLimit(time.Second)))
+					var ce *rfbclient.CloseError
+					if _, err := u.v.Read(make([]byte, 1)); !errors.As(err, &ce) || ce.Code != 1000 {
+						t.Fatalf("viewer's close while the server is not reading: read %v, want the echo", err)
+					}
+					return
+				}
+				// The viewer reads (answering pings) for 8 ping intervals; the
+				// server reads nothing meanwhile. The session must live on.
+				_ = u.v.NetConn().SetReadDeadline(time.Now().Add(400 * time.Millisecond))
+				if _, err := u.v.Read(make([]byte, 1)); !isTimeout(err) {
+					t.Fatalf("while the server was not reading, the viewer read %v", err)
+				}
+				// The server reads again: the whole paste arrives.
+				_ = u.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				got := make([]byte, 8+len(text))
+				if _, err := io.ReadFull(u.c, got); err != nil {
+					t.Fatalf("server read: %v", err)
+				}
+				if !bytes.Equal(got[8:], text) {
+					t.Fatal("the paste arrived changed")
+				}
+			})
+		}
+	}
+}
+
 // TestPumpUpInterleavedOrder: key events between large pastes, while the
 // server reads only now and then, must reach it complete and in order: the
 // policy passes plain keys and Latin-1 clipboards unchanged, so what the

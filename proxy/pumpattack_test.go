@@ -705,6 +705,13 @@ func TestPumpSlowServerViewerStillAnswered(t *testing.T) {
 					}
 				})
 				text := bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16)
+				readErr := make(chan error, 1)
+				if what == "pings" { // the viewer reads (answering pings) throughout
+					go func() {
+						_, err := u.v.Read(make([]byte, 1))
+						readErr <- err
+					}()
+				}
 				if err := sendCut(u.v, text); err != nil {
 					t.Fatal(err)
 				}
@@ -719,11 +726,12 @@ func TestPumpSlowServerViewerStillAnswered(t *testing.T) {
 					}
 					return
 				}
-				// The viewer reads (answering pings) for 8 ping intervals; the
-				// server reads nothing meanwhile. The session must live on.
-				_ = u.v.NetConn().SetReadDeadline(time.Now().Add(400 * time.Millisecond))
-				if _, err := u.v.Read(make([]byte, 1)); !isTimeout(err) {
+				// 8 ping intervals more with the server reading nothing: the
+				// session must live on.
+				select {
+				case err := <-readErr:
 					t.Fatalf("while the server was not reading, the viewer read %v", err)
+				case <-time.After(400 * time.Millisecond):
 				}
 				// The server reads again: the whole paste arrives.
 				_ = u.c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -734,6 +742,13 @@ func TestPumpSlowServerViewerStillAnswered(t *testing.T) {
 				if !bytes.Equal(got[8:], text) {
 					t.Fatal("the paste arrived changed")
 				}
+				select {
+				case err := <-readErr:
+					t.Fatalf("the viewer read %v", err)
+				default:
+				}
+				_ = u.v.NetConn().Close()
+				<-readErr
 			})
 		}
 	}

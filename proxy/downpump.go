@@ -73,16 +73,13 @@ func (s *session) pumpWrite(bufs ...[]byte) error {
 }
 
 // pumpControl queues a control frame to the viewer behind the pump's frame
-// in flight. A frame that does not fit (a ping flood) is not sent.
+// in flight. A frame that does not fit (a ping flood) is not sent; a close
+// (the echo of the viewer's) takes the room kept for it and is the last.
 func (s *session) pumpControl(op ws.OpCode, payload []byte) {
 	n := wsframe.PutHeader(s.ctl[:], ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))})
 	m := copy(s.ctl[n:], payload)
-	s.pump.queue(s.ctl[:n+m], false)
+	s.pump.queue(s.ctl[:n+m], op == ws.OpClose)
 }
-
-// upHeld reports whether upstream bytes wait behind a short write: viewer
-// input is then held, unread, as while paused.
-func (s *session) upHeld() bool { return s.pump != nil && s.pump.held() > 0 }
 
 // downStats is what went to the viewer: the gnet path's counts and the pump's.
 func (s *session) downStats() (bytes, frames uint64) {

@@ -437,9 +437,7 @@ func (u *upFlushed) Run(context.Context) error {
 		buf := d.next
 		d.next = nil
 		d.startFlush(buf)
-		return nil
 	}
-	s.drainViewer() // input held while the flush ran
 	return nil
 }
 

@@ -172,13 +172,13 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 		}
 		return gnet.None
 	case stRelay, stClosing:
-		if (s.paused || s.upHeld()) && s.state == stRelay {
+		if s.paused && s.state == stRelay {
 			// Hold viewer input (unread, in gnet's buffer) while the upstream is
 			// off the loop, within MaxPausedInput: a paste may arrive meanwhile.
-			switch {
-			case s.upHeld() && s.pump.held()+c.InboundBuffered() > s.srv.cfg.MaxUpstreamBuffer:
-				s.end(ws.StatusPolicyViolation, "slow-upstream") // all of it waits for the upstream
-			case c.InboundBuffered() > s.srv.cfg.MaxPausedInput:
+			// (Not behind a spliced session's short upstream write: that input
+			// queues behind it in the pump, within MaxUpstreamBuffer, so the
+			// viewer's pongs and close are still read while the server is slow.)
+			if c.InboundBuffered() > s.srv.cfg.MaxPausedInput {
 				s.end(ws.StatusPolicyViolation, "viewer-input-limit")
 			}
 			return gnet.None

@@ -350,6 +350,7 @@ func TestPumpSessionEndsNoLeak(t *testing.T) {
 				vs[i] = dialPumpViewer(t, addr, nil)
 				vs[i].handshake(t, len("fault"))
 				cs[i] = nextConn(t, ch)
+				toPump(t, srv, int64(i+1), cs[i], func(n int) error { _, err := vs[i].readStream(n); return err })
 			}
 			pumpWait(t, 5*time.Second, "not every session was spliced", func() bool { return srv.Stats().Spliced == n })
 			// Traffic both ways through the pump before the end.
@@ -661,8 +662,25 @@ func startUpSession(t *testing.T, noSplice bool, edit func(*proxy.Config)) *upSe
 	viewerHandshake(t, v)
 	u := &upSession{srv: srv, v: v, c: nextConn(t, ch)}
 	want := map[bool]int64{false: 1, true: 0}[noSplice]
+	toPump(t, srv, want, u.c, func(n int) error { _, err := io.ReadFull(v, make([]byte, n)); return err })
 	pumpWait(t, 5*time.Second, "splice path not taken as configured", func() bool { return srv.Stats().Spliced == want })
 	return u
+}
+
+// toPump pushes bulk from the server (c) until the session moves to the
+// pump (a session does after a bulk upstream read, spliceAfter); read takes
+// n bytes at the viewer.
+func toPump(t testing.TB, srv *proxy.Server, want int64, c net.Conn, read func(n int) error) {
+	t.Helper()
+	bulk := make([]byte, 256<<10)
+	for i := 0; i < 8 && srv.Stats().Spliced < want; i++ {
+		if _, err := c.Write(bulk); err != nil {
+			t.Fatal(err)
+		}
+		if err := read(len(bulk)); err != nil {
+			t.Fatalf("viewer reading bulk: %v", err)
+		}
+	}
 }
 
 // sendCut sends a ClientCutText of text in frames of at most 256 KiB.
@@ -842,6 +860,7 @@ func TestPumpSmallUpdateLatency(t *testing.T) {
 	v := dialPumpViewer(t, addr, nil)
 	v.handshake(t, len("fault"))
 	c := nextConn(t, ch)
+	toPump(t, srv, 1, c, func(n int) error { _, err := v.readStream(n); return err })
 	pumpWait(t, 5*time.Second, "not spliced", func() bool { return srv.Stats().Spliced == 1 })
 	_ = v.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var worst time.Duration
@@ -878,6 +897,7 @@ func TestPumpReleaseOnEnd(t *testing.T) {
 			v := dialPumpViewer(t, addr, nil)
 			v.handshake(t, len("fault"))
 			c := nextConn(t, ch)
+			toPump(t, srv, 1, c, func(n int) error { _, err := v.readStream(n); return err })
 			pumpWait(t, 5*time.Second, "not spliced", func() bool { return srv.Stats().Spliced == 1 })
 			if err := v.write(ws.OpBinary, pumpKeyMsg(true, 'a')); err != nil {
 				t.Fatal(err)

@@ -209,6 +209,11 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	if n > upgrade.MaxRequestSize {
 		return s.reject(upgrade.ErrTooLarge)
 	}
+	if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() > d {
+		// Complete, but late: the sweep (a tick apart) has not run yet.
+		_ = (*expire)(s).Run(context.Background()) // closes the viewer
+		return gnet.None
+	}
 	req, err := upgrade.Parse(buf[:n])
 	if err != nil {
 		return s.reject(err)

@@ -25,11 +25,12 @@ const spliceAfter = 32 << 10
 // server stream goes to the viewer by splice(2). It reports whether it did;
 // the caller then closes gnet's conn (the pump holds a dup of its socket).
 // Sessions that need the server stream in user space stay on the gnet path:
-// ws/wss upstreams (frames), viewer roles (the stream is filtered),
-// recordings, and TLS viewers (the viewer socket is a bridge).
+// ws/wss upstreams (frames), viewer roles (the stream is filtered) and
+// recordings. A TLS viewer's socket is the socketpair of its bridge
+// (tlsbridge.go): the pump splices into it all the same.
 func (s *session) startPump(c gnet.Conn) bool {
 	if !spliceSupported || s.srv.cfg.NoSplice || s.pump != nil || s.state != stRelay || s.wsUp ||
-		s.down != nil || s.rec != nil || s.vbridge != nil || s.paused || s.pauseReq ||
+		s.down != nil || s.rec != nil || s.paused || s.pauseReq ||
 		!s.rfb.HandshakeDone() || s.niov != 0 || c.OutboundBuffered() != 0 || s.viewer.OutboundBuffered() != 0 {
 		return false
 	}

@@ -48,10 +48,10 @@ type downPump struct {
 	s    *session // carried back in events; the pump never reads it
 	loop gnet.EventLoop
 
-	up   *net.TCPConn // the upstream socket; closed by the loop (closeUpstream)
+	up   sockConn // the upstream socket; closed by the loop (closeUpstream)
 	upRC syscall.RawConn
-	upFD int          // the loop's non-blocking writes go here (writeUp)
-	vw   *net.TCPConn // the viewer socket's write side; closed by the pump
+	upFD int      // the loop's non-blocking writes go here (writeUp)
+	vw   sockConn // the viewer socket's write side (TCP, or a TLS viewer's bridge socketpair); closed by the pump
 	vwRC syscall.RawConn
 	pr   int // pipe read end; the pump's
 	pw   int // pipe write end; the pump's
@@ -91,12 +91,12 @@ var pastDeadline = time.Unix(1, 0)
 // newDownPump takes the upstream (upFD, dup'd from gnet) and a dup of the
 // viewer's fd. It closes both fds on error.
 func newDownPump(s *session, upFD, viewerFD, pipeSize int) (*downPump, error) {
-	up, err := fileTCP(upFD, "vncedge-upstream")
+	up, err := fileSock(upFD, "vncedge-upstream")
 	if err != nil {
 		_ = syscall.Close(viewerFD)
 		return nil, err
 	}
-	vw, err := fileTCP(viewerFD, "vncedge-viewer")
+	vw, err := fileSock(viewerFD, "vncedge-viewer")
 	if err != nil {
 		up.Close()
 		return nil, err
@@ -126,20 +126,26 @@ func newDownPump(s *session, upFD, viewerFD, pipeSize int) (*downPump, error) {
 	return d, nil
 }
 
-// fileTCP turns a dup'd socket fd into a conn on Go's netpoller.
-func fileTCP(fd int, name string) (*net.TCPConn, error) {
+// sockConn is a socket on Go's netpoller: a TCP conn or a unix socketpair.
+type sockConn interface {
+	net.Conn
+	syscall.Conn
+}
+
+// fileSock turns a dup'd socket fd into a conn on Go's netpoller.
+func fileSock(fd int, name string) (sockConn, error) {
 	f := os.NewFile(uintptr(fd), name)
 	c, err := net.FileConn(f) // dups fd again, non-blocking
 	f.Close()
 	if err != nil {
 		return nil, err
 	}
-	tc, ok := c.(*net.TCPConn)
+	sc, ok := c.(sockConn)
 	if !ok {
 		c.Close()
-		return nil, errors.New("not a TCP socket")
+		return nil, errors.New("not a stream socket")
 	}
-	return tc, nil
+	return sc, nil
 }
 
 // run is the pump goroutine.

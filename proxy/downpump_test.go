@@ -1,0 +1,54 @@
+package proxy_test
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"io"
+	"testing"
+	"time"
+
+	"vncedge/proxy/proxytest/rfbclient"
+	"vncedge/rfbparse"
+)
+
+// TestTLSViewerSpliced: a TLS viewer's socket is its bridge's socketpair;
+// the down pump splices into it, and the viewer gets every byte in order.
+func TestTLSViewerSpliced(t *testing.T) {
+	const total = 16 << 20
+	ps := startPushServer(t, total)
+	cfg := targetConfig(t, "tcp://"+ps.ln.Addr().String(), rfbparse.User)
+	pool := tlsListenerConfig(t, &cfg)
+	srv, addr := startProxy(t, cfg)
+	d := rfbclient.Dialer{Protocols: []string{"binary"}, TLSConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}}
+	ws, err := d.Dial(ctxT(t), "wss://"+addr+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	buf := make([]byte, 25)
+	for _, step := range []struct {
+		read int
+		send []byte
+	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
+		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		if step.send != nil {
+			if _, err := ws.Write(step.send); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+		}
+	}
+	h := sha256.New()
+	_ = ws.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := io.CopyN(h, ws, total); err != nil {
+		t.Fatalf("reading the pushed stream: %v (got %d)", err, n)
+	}
+	want := <-ps.sum
+	if got := h.Sum(nil); string(got) != string(want[:]) {
+		t.Fatal("stream through vncedge differs from what the server sent")
+	}
+	if got := srv.Stats().Spliced; got != 1 {
+		t.Fatalf("spliced sessions %d, want 1", got)
+	}
+}

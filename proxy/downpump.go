@@ -29,7 +29,7 @@ const spliceAfter = 32 << 10
 // recordings. A TLS viewer's socket is the socketpair of its bridge
 // (tlsbridge.go): the pump splices into it all the same.
 func (s *session) startPump(c gnet.Conn) bool {
-	if !spliceSupported || s.srv.cfg.NoSplice || s.pump != nil || s.state != stRelay || s.wsUp ||
+	if !spliceSupported || s.srv.cfg.NoSplice || s.pump != nil || s.noPump || s.state != stRelay || s.wsUp ||
 		s.down != nil || s.rec != nil || s.paused || s.pauseReq ||
 		!s.rfb.HandshakeDone() || s.niov != 0 || c.OutboundBuffered() != 0 || s.viewer.OutboundBuffered() != 0 {
 		return false
@@ -45,6 +45,7 @@ func (s *session) startPump(c gnet.Conn) bool {
 	}
 	d, err := newDownPump(s, upFD, viewerFD, s.srv.cfg.SplicePipeSize)
 	if err != nil {
+		s.noPump = true // not again for this session
 		s.srv.cfg.Logger.Debug("splice path unavailable: staying on gnet", "err", err)
 		return false
 	}

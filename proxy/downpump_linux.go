@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -82,6 +83,9 @@ type downPump struct {
 	spare    []byte // a flushed buffer, reused
 }
 
+// minPipe is the smallest pipe worth splicing through.
+const minPipe = 64 << 10
+
 // errPumpViewer marks a failed write to the viewer.
 var errPumpViewer = errors.New("viewer write failed")
 
@@ -115,6 +119,15 @@ func newDownPump(s *session, upFD, viewerFD, pipeSize int) (*downPump, error) {
 		} else if n, err := unix.FcntlInt(uintptr(p[1]), unix.F_GETPIPE_SZ, 0); err == nil {
 			size = n
 		}
+	}
+	if size < minPipe {
+		// Past fs.pipe-user-pages-soft an unprivileged user's new pipes
+		// get two pages: frames that small cost more than gnet's copy.
+		unix.Close(p[0])
+		unix.Close(p[1])
+		up.Close()
+		vw.Close()
+		return nil, fmt.Errorf("pipe of %d bytes (fs.pipe-user-pages-soft reached?)", size)
 	}
 	d := &downPump{s: s, loop: s.viewer.EventLoop(), up: up, vw: vw, pr: p[0], pw: p[1], size: size, wake: make(chan struct{}, 1)}
 	d.ctl = d.ctlBuf[:0]

@@ -52,3 +52,43 @@ func TestTLSViewerSpliced(t *testing.T) {
 		t.Fatalf("spliced sessions %d, want 1", got)
 	}
 }
+
+// TestSmallPipeStaysOnGnet: a pipe smaller than minPipe (what an
+// unprivileged user gets past fs.pipe-user-pages-soft) is not worth
+// splicing through: the session stays on gnet, tries once, leaks nothing,
+// and loses no byte.
+func TestSmallPipeStaysOnGnet(t *testing.T) {
+	checkNoLeaks(t)
+	const total = 8 << 20
+	ps := startPushServer(t, total)
+	cfg := targetConfig(t, "tcp://"+ps.ln.Addr().String(), rfbparse.User)
+	cfg.SplicePipeSize = 4096
+	srv, addr := startProxy(t, cfg)
+	ws := dialWS(t, addr, "/")
+	buf := make([]byte, 25)
+	for _, step := range []struct {
+		read int
+		send []byte
+	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
+		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		if step.send != nil {
+			if _, err := ws.Write(step.send); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+		}
+	}
+	h := sha256.New()
+	_ = ws.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
+	if n, err := io.CopyN(h, ws, total); err != nil {
+		t.Fatalf("reading the pushed stream: %v (got %d)", err, n)
+	}
+	want := <-ps.sum
+	if got := h.Sum(nil); string(got) != string(want[:]) {
+		t.Fatal("stream through vncedge differs from what the server sent")
+	}
+	if got := srv.Stats().Spliced; got != 0 {
+		t.Fatalf("spliced sessions %d through a 4 KiB pipe, want 0", got)
+	}
+}

@@ -130,6 +130,7 @@ type session struct {
 	// handshake is done (downpump_linux.go); nil before, and on the gnet path.
 	pump       *downPump
 	pumpHalted bool // stopPump ran
+	noPump     bool // a pump could not start: the session stays on gnet
 }
 
 // Channel kinds.

@@ -639,13 +639,12 @@ func runtimeYield() { time.Sleep(time.Millisecond) } // pacing the ping writer, 
 // ---------------------------------------------------------------------------
 // The up direction
 
-// upSession is a viewer whose server stops reading after the handshake until
-// resume is closed, then reads everything the proxy passes.
+// upSession is a viewer and the server side of its upstream (c), which the
+// test reads when it chooses: a server that stops reading, then reads.
 type upSession struct {
-	srv    *proxy.Server
-	v      *rfbclient.WSConn
-	c      *net.TCPConn
-	resume chan struct{}
+	srv *proxy.Server
+	v   *rfbclient.WSConn
+	c   *net.TCPConn
 }
 
 func startUpSession(t *testing.T, noSplice bool, edit func(*proxy.Config)) *upSession {

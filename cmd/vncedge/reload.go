@@ -125,7 +125,7 @@ type watcher struct {
 	count    *tracing.ReloadCounter
 	debounce time.Duration
 	hup      chan struct{}
-	targets  []string // symlink targets of files, also watched (reload_links.go)
+	targets  []string      // symlink targets of files, also watched (reload_links.go)
 	watching chan struct{} // closed once run has set up its watches
 }
 

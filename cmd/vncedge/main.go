@@ -513,6 +513,7 @@ func serveWith(o *options, page http.Handler, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	tp.ObserveSpliced(func() int64 { return srv.Stats().Spliced })
 	var watch *watcher // reload.go: the sessions file or token keys, on change and SIGHUP
 	if files, reload := configSource(o, cfg, static); reload != nil {
 		count, err := tp.NewReloadCounter()
@@ -558,7 +559,7 @@ func serveWith(o *options, page http.Handler, log *slog.Logger) error {
 	log.Info("vncedge listening", append([]any{"addr", addrString(srv.Addr(), o.listen), "admin", o.admin, "version", version}, describeResolver(o)...)...)
 	defer func() {
 		st := srv.Stats()
-		log.Info("vncedge stopped", "sessions_total", st.Total, "sessions_open", st.Active, "upgrade_failures", st.UpgradeFailures)
+		log.Info("vncedge stopped", "sessions_total", st.Total, "sessions_open", st.Active, "sessions_spliced", st.Spliced, "upgrade_failures", st.UpgradeFailures)
 	}()
 	for {
 		select {

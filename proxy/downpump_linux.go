@@ -480,10 +480,20 @@ func (e *pumpEvent) Run(context.Context) error {
 		s.srv.cfg.Logger.Debug("upstream error", "err", ue.err)
 		s.end(ws.StatusInternalServerError, "upstream-error")
 	default:
-		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, "viewer-write-failed"
+		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, pumpViewerReason(e.err)
 		s.state = stClosing
 		s.closeUpstream()
 		_ = s.viewer.Close()
 	}
 	return nil
+}
+
+// pumpViewerReason names a failed write to the viewer: a viewer that
+// vanished mid-stream (reset, broken pipe) is "viewer-gone", as on the gnet
+// path, where the read side usually notices it first.
+func pumpViewerReason(err error) string {
+	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
+		return "viewer-gone"
+	}
+	return "viewer-write-failed"
 }

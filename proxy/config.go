@@ -14,7 +14,8 @@ import (
 	"vncedge/tracing"
 )
 
-// Config configures a Server. Zero durations and sizes take the defaults below.
+// Config configures a Server. Zero durations and sizes take the defaults
+// below, which DefaultConfig returns.
 type Config struct {
 	// Addr is the listen address, host:port.
 	Addr string
@@ -130,56 +131,104 @@ type Config struct {
 	Recorder *record.Recorder
 }
 
+// DefaultConfig returns the defaults New gives a zero Config: every field
+// with a default set to it, the others (off, no cap, required) zero. Loops
+// and MaxConns are this process's: GOMAXPROCS and RLIMIT_NOFILE minus 128
+// (0, no cap, when the limit is unknown or outside 512..2^30). Flags and
+// other front ends take their defaults from here.
+func DefaultConfig() Config {
+	c := Config{
+		DialTimeout:      10 * time.Second,
+		HandshakeTimeout: 10 * time.Second,
+		CloseTimeout:     3 * time.Second,
+		MaxFramePayload:  1 << 20,
+		MaxViewerBuffer:  64 << 20,
+		ViewerHighWater:  1 << 20,
+		MaxEarlyBytes:    64 << 10,
+		MaxPausedInput:   rfbparse.DefaultMaxCutText + 1<<20,
+		SplicePipeSize:   1 << 20,
+		ForwardedHeader:  "x-forwarded-for",
+		LivenessPeriod:   5 * time.Second,
+		ControlGrace:     5 * time.Minute,
+		ClipboardTimeout: 5 * time.Second,
+		PingInterval:     20 * time.Second,
+		Loops:            runtime.GOMAXPROCS(0),
+		MaxConns:         defaultMaxConns(),
+		Logger:           slog.Default(),
+	}
+	// The defaults that follow other fields, as setDefaults derives them.
+	c.MaxUpstreamBuffer = c.MaxViewerBuffer
+	c.ViewerLowWater = defaultLowWater(c.ViewerHighWater)
+	c.LivenessGrace = defaultLivenessGrace(c.LivenessPeriod)
+	return c
+}
+
+// defaultMaxConns is RLIMIT_NOFILE minus 128, or 0 (no cap) when the limit
+// is unknown, small or effectively unlimited.
+func defaultMaxConns() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 512 && rl.Cur < 1<<30 {
+		return int(rl.Cur) - 128
+	}
+	return 0
+}
+
+// defaultLowWater is a quarter of the high water mark.
+func defaultLowWater(high int) int { return high / 4 }
+
+// defaultLivenessGrace is 3 × the liveness period, at least 15s (the HTTP
+// resolver's own grace).
+func defaultLivenessGrace(period time.Duration) time.Duration {
+	return max(3*period, 15*time.Second)
+}
+
+// setDefaults fills c's zero (for most fields also negative) fields from
+// DefaultConfig. A negative PingInterval stays (pings off); the derived
+// defaults follow c's own values: MaxUpstreamBuffer its MaxViewerBuffer,
+// ViewerLowWater its ViewerHighWater (also replacing a low water at or
+// above it), LivenessGrace its LivenessPeriod.
 func (c *Config) setDefaults() {
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	d := DefaultConfig()
+	def := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
 		}
 	}
-	def(&c.DialTimeout, 10*time.Second)
-	def(&c.HandshakeTimeout, 10*time.Second)
-	def(&c.CloseTimeout, 3*time.Second)
-	def(&c.LivenessPeriod, 5*time.Second)
-	def(&c.LivenessGrace, max(3*c.LivenessPeriod, 15*time.Second))
-	def(&c.ControlGrace, 5*time.Minute)
-	def(&c.ClipboardTimeout, 5*time.Second)
+	defInt := func(v *int, dv int) {
+		if *v <= 0 {
+			*v = dv
+		}
+	}
+	def(&c.DialTimeout, d.DialTimeout)
+	def(&c.HandshakeTimeout, d.HandshakeTimeout)
+	def(&c.CloseTimeout, d.CloseTimeout)
+	def(&c.LivenessPeriod, d.LivenessPeriod)
+	def(&c.LivenessGrace, defaultLivenessGrace(c.LivenessPeriod))
+	def(&c.ControlGrace, d.ControlGrace)
+	def(&c.ClipboardTimeout, d.ClipboardTimeout)
 	if c.PingInterval == 0 {
-		c.PingInterval = 20 * time.Second
+		c.PingInterval = d.PingInterval
 	}
 	if c.MaxFramePayload <= 0 {
-		c.MaxFramePayload = 1 << 20
+		c.MaxFramePayload = d.MaxFramePayload
 	}
-	if c.MaxViewerBuffer <= 0 {
-		c.MaxViewerBuffer = 64 << 20
-	}
-	if c.MaxUpstreamBuffer <= 0 {
-		c.MaxUpstreamBuffer = c.MaxViewerBuffer
-	}
-	if c.ViewerHighWater <= 0 {
-		c.ViewerHighWater = 1 << 20
-	}
+	defInt(&c.MaxViewerBuffer, d.MaxViewerBuffer)
+	defInt(&c.MaxUpstreamBuffer, c.MaxViewerBuffer)
+	defInt(&c.ViewerHighWater, d.ViewerHighWater)
 	if c.ViewerLowWater <= 0 || c.ViewerLowWater >= c.ViewerHighWater {
-		c.ViewerLowWater = c.ViewerHighWater / 4
+		c.ViewerLowWater = defaultLowWater(c.ViewerHighWater)
 	}
-	if c.MaxPausedInput <= 0 {
-		c.MaxPausedInput = rfbparse.DefaultMaxCutText + 1<<20
-	}
-	if c.SplicePipeSize <= 0 {
-		c.SplicePipeSize = 1 << 20
-	}
-	if c.MaxEarlyBytes <= 0 {
-		c.MaxEarlyBytes = 64 << 10
+	defInt(&c.MaxPausedInput, d.MaxPausedInput)
+	defInt(&c.SplicePipeSize, d.SplicePipeSize)
+	defInt(&c.MaxEarlyBytes, d.MaxEarlyBytes)
+	if c.ForwardedHeader == "" {
+		c.ForwardedHeader = d.ForwardedHeader
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = d.Logger
 	}
-	if c.Loops <= 0 {
-		c.Loops = runtime.GOMAXPROCS(0)
-	}
-	if c.MaxConns <= 0 {
-		var rl syscall.Rlimit
-		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur > 512 && rl.Cur < 1<<30 {
-			c.MaxConns = int(rl.Cur) - 128
-		}
+	defInt(&c.Loops, d.Loops)
+	if c.MaxConns <= 0 && d.MaxConns > 0 { // an unknown limit leaves c's value (no cap)
+		c.MaxConns = d.MaxConns
 	}
 }

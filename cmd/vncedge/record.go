@@ -18,7 +18,7 @@ type recordOptions struct {
 
 func defineRecordFlags(fs *flag.FlagSet, ro *recordOptions) {
 	fs.StringVar(&ro.dir, "record", "", "record every VNC channel under this directory: DIR/{organization}/{kind}/{id}/{start}-{client_id}.vncrec (see docs/RECORDING.md)")
-	fs.StringVar(&ro.input, "record-input", "pointer", "viewer input kept in recordings: none, pointer or all (all includes keystrokes)")
+	fs.StringVar(&ro.input, "record-input", record.Config{}.Input.String(), "viewer input kept in recordings: none, pointer or all (all includes keystrokes)")
 	fs.BoolVar(&ro.required, "record-required", false, "end a session whose recording fails (close 1011 record-failed) instead of noting a gap")
 	fs.DurationVar(&ro.retention, "record-retention", 0, "delete recordings older than this (0: keep)")
 }

@@ -88,6 +88,27 @@ func (p *pushServer) serve() {
 	io.Copy(io.Discard, c) // hold the conn until the viewer leaves
 }
 
+// pushHandshake completes a pushServer's RFB handshake by hand, with exact
+// reads: a buffering RFB client would swallow the start of the pushed stream
+// when it shares a frame with ServerInit.
+func pushHandshake(t testing.TB, ws *rfbclient.WSConn) {
+	t.Helper()
+	buf := make([]byte, 25)
+	for _, step := range []struct {
+		read int
+		send []byte
+	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
+		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		if step.send != nil {
+			if _, err := ws.Write(step.send); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+		}
+	}
+}
+
 // TestSlowViewerBackpressure: a viewer that stops reading must not make
 // vncedge buffer the server's output. The upstream is paused above the high
 // watermark, so the VNC server's writes stall while vncedge holds at most the
@@ -119,22 +140,7 @@ func slowViewerBackpressure(t *testing.T, noSplice bool) *proxy.Server {
 	srv, addr := startProxy(t, cfg)
 
 	ws := dialWS(t, addr, "/")
-	// Handshake by hand with exact reads: a buffering RFB client would swallow
-	// the start of the pushed stream when it shares a frame with ServerInit.
-	buf := make([]byte, 25)
-	for _, step := range []struct {
-		read int
-		send []byte
-	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
-		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		if step.send != nil {
-			if _, err := ws.Write(step.send); err != nil {
-				t.Fatalf("handshake: %v", err)
-			}
-		}
-	}
+	pushHandshake(t, ws)
 	// Stop reading: the server must stall well before it has sent everything.
 	var stalledAt int64
 	select {

@@ -25,20 +25,7 @@ func TestTLSViewerSpliced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ws.Close()
-	buf := make([]byte, 25)
-	for _, step := range []struct {
-		read int
-		send []byte
-	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
-		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		if step.send != nil {
-			if _, err := ws.Write(step.send); err != nil {
-				t.Fatalf("handshake: %v", err)
-			}
-		}
-	}
+	pushHandshake(t, ws)
 	h := sha256.New()
 	_ = ws.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
 	if n, err := io.CopyN(h, ws, total); err != nil {
@@ -65,20 +52,7 @@ func TestSmallPipeStaysOnGnet(t *testing.T) {
 	cfg.SplicePipeSize = 4096
 	srv, addr := startProxy(t, cfg)
 	ws := dialWS(t, addr, "/")
-	buf := make([]byte, 25)
-	for _, step := range []struct {
-		read int
-		send []byte
-	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
-		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		if step.send != nil {
-			if _, err := ws.Write(step.send); err != nil {
-				t.Fatalf("handshake: %v", err)
-			}
-		}
-	}
+	pushHandshake(t, ws)
 	h := sha256.New()
 	_ = ws.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
 	if n, err := io.CopyN(h, ws, total); err != nil {

@@ -540,6 +540,7 @@ func TestFaultViewerReset(t *testing.T) {
 		})
 		cfg := targetConfig(t, "tcp://"+fake.addr(), rfbparse.User)
 		cfg.ViewerHighWater, cfg.ViewerLowWater, cfg.MaxViewerBuffer = 256<<10, 64<<10, 8<<20
+		cfg.NoSplice = true // the pause path (the splice path: TestPumpSessionEndsNoLeak)
 		_, addr := startProxy(t, cfg)
 		v := dialWS(t, addr, "/")
 		viewerHandshake(t, v)
@@ -596,12 +597,21 @@ func TestFaultViewerHalfOpen(t *testing.T) {
 // upstream is paused, TCP pushes back on the server), and once it reads again
 // every byte arrives in order.
 func TestFaultSlowViewerMemoryBounded(t *testing.T) {
+	for _, noSplice := range []bool{false, true} {
+		t.Run(map[bool]string{false: "splice", true: "gnet"}[noSplice], func(t *testing.T) {
+			faultSlowViewerMemoryBounded(t, noSplice)
+		})
+	}
+}
+
+func faultSlowViewerMemoryBounded(t *testing.T, noSplice bool) {
 	checkNoLeaks(t)
 	const total = 48 << 20
 	before := memSample()
 	ps := startPushServer(t, total)
 	cfg := targetConfig(t, "tcp://"+ps.ln.Addr().String(), rfbparse.User)
 	cfg.ViewerHighWater, cfg.ViewerLowWater, cfg.MaxViewerBuffer = 1<<20, 256<<10, 4<<20
+	cfg.NoSplice = noSplice
 	_, addr := startProxy(t, cfg)
 	v := dialWS(t, addr, "/")
 	viewerHandshake(t, v)
@@ -737,6 +747,7 @@ func TestFaultSlowViewerSendsClipboard(t *testing.T) {
 	})
 	cfg := targetConfig(t, "tcp://"+fake.addr(), rfbparse.User)
 	cfg.ViewerHighWater, cfg.ViewerLowWater = 256<<10, 64<<10
+	cfg.NoSplice = true // the pause path (the splice path: TestSlowUpstreamCapped, TestPumpSlowServerViewerStillAnswered)
 	_, addr := startProxy(t, cfg)
 	v := dialWS(t, addr, "/")
 	viewerHandshake(t, v)

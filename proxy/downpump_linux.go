@@ -448,7 +448,7 @@ func (u *upFlushed) Run(context.Context) error {
 		return nil
 	}
 	if u.err != nil {
-		s.end(ws.StatusInternalServerError, "upstream-write-failed")
+		s.end(reasonUpstreamWriteFailed)
 		return nil
 	}
 	d.spare = u.buf[:0]
@@ -475,12 +475,12 @@ func (e *pumpEvent) Run(context.Context) error {
 	var ue *pumpUpstreamEnd
 	switch {
 	case errors.As(e.err, &ue) && ue.err == errEOF:
-		s.end(ws.StatusNormalClosure, "upstream-closed")
+		s.end(reasonUpstreamClosed)
 	case errors.As(e.err, &ue):
 		s.srv.cfg.Logger.Debug("upstream error", "err", ue.err)
-		s.end(ws.StatusInternalServerError, "upstream-error")
+		s.end(reasonUpstreamError)
 	default:
-		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, "viewer-write-failed"
+		s.setClose(reasonViewerWriteLost)
 		s.state = stClosing
 		s.closeUpstream()
 		_ = s.viewer.Close()

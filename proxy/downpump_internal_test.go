@@ -15,15 +15,15 @@ import (
 func TestPumpViewerReason(t *testing.T) {
 	for _, c := range []struct {
 		err  error
-		want string
+		want endReason
 	}{
-		{errors.Join(errPumpViewer, unix.EPIPE), "viewer-gone"},
-		{errors.Join(errPumpViewer, unix.ECONNRESET), "viewer-gone"},
-		{errors.Join(errPumpViewer, unix.ENOBUFS), "viewer-write-failed"},
-		{errPumpViewer, "viewer-write-failed"},
+		{errors.Join(errPumpViewer, unix.EPIPE), reasonViewerGone},
+		{errors.Join(errPumpViewer, unix.ECONNRESET), reasonViewerGone},
+		{errors.Join(errPumpViewer, unix.ENOBUFS), reasonViewerWriteLost},
+		{errPumpViewer, reasonViewerWriteLost},
 	} {
 		if got := pumpViewerReason(c.err); got != c.want {
-			t.Errorf("pumpViewerReason(%v) = %q, want %q", c.err, got, c.want)
+			t.Errorf("pumpViewerReason(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

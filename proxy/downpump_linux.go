@@ -448,7 +448,7 @@ func (u *upFlushed) Run(context.Context) error {
 		return nil
 	}
 	if u.err != nil {
-		s.end(ws.StatusInternalServerError, "upstream-write-failed")
+		s.end(reasonUpstreamWriteFailed)
 		return nil
 	}
 	d.spare = u.buf[:0]
@@ -475,12 +475,12 @@ func (e *pumpEvent) Run(context.Context) error {
 	var ue *pumpUpstreamEnd
 	switch {
 	case errors.As(e.err, &ue) && ue.err == errEOF:
-		s.end(ws.StatusNormalClosure, "upstream-closed")
+		s.end(reasonUpstreamClosed)
 	case errors.As(e.err, &ue):
 		s.srv.cfg.Logger.Debug("upstream error", "err", ue.err)
-		s.end(ws.StatusInternalServerError, "upstream-error")
+		s.end(reasonUpstreamError)
 	default:
-		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, pumpViewerReason(e.err)
+		s.setClose(pumpViewerReason(e.err))
 		s.state = stClosing
 		s.closeUpstream()
 		_ = s.viewer.Close()
@@ -491,9 +491,9 @@ func (e *pumpEvent) Run(context.Context) error {
 // pumpViewerReason names a failed write to the viewer: a viewer that
 // vanished mid-stream (reset, broken pipe) is "viewer-gone", as on the gnet
 // path, where the read side usually notices it first.
-func pumpViewerReason(err error) string {
+func pumpViewerReason(err error) endReason {
 	if errors.Is(err, unix.EPIPE) || errors.Is(err, unix.ECONNRESET) {
-		return "viewer-gone"
+		return reasonViewerGone
 	}
-	return "viewer-write-failed"
+	return reasonViewerWriteLost
 }

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"vncedge/tracing"
 )
 
@@ -162,27 +160,28 @@ func (s *Server) liveCheckDone(rt *Route, sessions []*session, err error, took t
 		}
 		return
 	}
-	reason := s.endReason(err, "session-ended")
+	reason := s.endText(err, reasonSessionEnded)
 	s.cfg.Logger.Info("session ended upstream", "kind", rt.Kind, "id", rt.ID, "viewers", len(sessions), "reason", reason)
 	for _, sess := range sessions {
-		sess.endAsync(ws.StatusNormalClosure, reason)
+		sess.endAsyncDetail(reasonSessionEnded, reason)
 	}
 }
 
 // liveExpired ends sessions no check of which completed within LivenessGrace.
 func (s *Server) liveExpired(rt *Route, sessions []*session) {
-	reason := s.endReason(ErrLivenessUnverified, "liveness-unverified")
+	reason := s.endText(ErrLivenessUnverified, reasonLivenessUnverified)
 	s.cfg.Logger.Warn("liveness unverified past grace: ending", "kind", rt.Kind, "id", rt.ID, "viewers", len(sessions), "reason", reason)
 	for _, sess := range sessions {
-		sess.endAsync(ws.StatusNormalClosure, reason)
+		sess.endAsyncDetail(reasonLivenessUnverified, reason)
 	}
 }
 
-func (s *Server) endReason(err error, def string) string {
+// endText is the close reason text for err: Config.EndReason's, else def's.
+func (s *Server) endText(err error, def endReason) string {
 	if s.cfg.EndReason != nil {
 		if r := s.cfg.EndReason(err); r != "" {
 			return r
 		}
 	}
-	return def
+	return def.text()
 }

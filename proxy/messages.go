@@ -138,7 +138,7 @@ func (s *session) openMessages(rt *Route) {
 	s.vdec.AllowText = true
 	s.vdec.MaxPayload = maxMessage
 	if _, err := s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto)); err != nil {
-		s.end(ws.StatusInternalServerError, "viewer-write-failed")
+		s.end(reasonViewerWriteFailed)
 		return
 	}
 	s.state = stRelay
@@ -146,7 +146,7 @@ func (s *session) openMessages(rt *Route) {
 	s.logStart()
 	s.startChecks()
 	if replaced != nil {
-		replaced.endAsync(ws.StatusNormalClosure, "replaced")
+		replaced.endAsync(reasonReplaced)
 	}
 	s.sendMessage(outMessage{Kind: "interactor", Interactor: s.srv.reg.shownControl(p, rt.Role, control).String()}, true)
 	s.drainViewer()
@@ -370,12 +370,13 @@ func (s *session) eventAsync(name string) {
 	}))
 }
 
-// endAsync ends a session from any goroutine.
-func (s *session) endAsync(code ws.StatusCode, reason string) {
+// endAsyncWith ends a session from any goroutine (endWith). Call sites use
+// endAsync or endAsyncDetail (reasons.go), not this.
+func (s *session) endAsyncWith(code ws.StatusCode, reason string) {
 	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		if s.state == stRelay {
 			s.events.Add("vnc.end", attribute.String("reason", reason))
-			s.end(code, reason)
+			s.endWith(code, reason)
 		}
 		return nil
 	}))

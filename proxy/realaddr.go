@@ -221,7 +221,8 @@ func (s *session) readProxy(c gnet.Conn) (act gnet.Action, ok bool) {
 	}
 	if err != nil {
 		s.srv.upgradeFailures.Add(1)
-		s.closeReason, s.logged, s.state = "proxy-protocol", true, stClosed
+		s.setClose(reasonProxyProtocol)
+		s.logged, s.state = true, stClosed
 		s.srv.cfg.Logger.Info("connection refused: bad PROXY protocol header", "peer", addrString(s.viewer.RemoteAddr()), "err", err.Error())
 		_, _ = c.Write(upgrade.AppendError(nil, &upgrade.Error{Status: 400, Message: "expected a PROXY protocol header"}))
 		return gnet.Close, false

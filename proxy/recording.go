@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"github.com/gobwas/ws"
-
 	"vncedge/proxy/record"
 	"vncedge/rfbparse"
 )
@@ -31,16 +29,13 @@ func (s *session) recStart() {
 	if u := rt.Upstream; u != nil { // scheme and host only: never credentials
 		h.Upstream = u.Scheme + "://" + u.Host
 	}
-	s.rec = rc.Start(h, func() { s.endAsync(ws.StatusInternalServerError, recordFailed) })
+	s.rec = rc.Start(h, func() { s.endAsync(reasonRecordFailed) })
 }
-
-// recordFailed is the close reason when a --record-required recording fails.
-const recordFailed = "record-failed"
 
 // recServer records server bytes sent to the viewer.
 func (s *session) recServer(p []byte) {
 	if s.rec != nil && s.rec.Server(p) != nil {
-		s.end(ws.StatusInternalServerError, recordFailed)
+		s.end(reasonRecordFailed)
 	}
 }
 
@@ -48,7 +43,7 @@ func (s *session) recServer(p []byte) {
 // --record-input allows; keystrokes only with "all").
 func (s *session) recInput(b []byte) {
 	if s.rec != nil && s.rec.Client(b) != nil {
-		s.end(ws.StatusInternalServerError, recordFailed)
+		s.end(reasonRecordFailed)
 	}
 }
 
@@ -59,7 +54,7 @@ func (s *session) recPolicy() {
 	}
 	st := &s.rfb.Stats
 	if s.rec.Policy(st.Dropped[:], dropName, st.Rewritten) != nil {
-		s.end(ws.StatusInternalServerError, recordFailed)
+		s.end(reasonRecordFailed)
 	}
 }
 

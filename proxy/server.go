@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 
@@ -265,7 +264,7 @@ func (s *Server) checkLiveness(now time.Time) {
 			continue
 		}
 		if !rt.Expires.IsZero() && now.After(rt.Expires) {
-			sess.endAsync(ws.StatusNormalClosure, "token-expired")
+			sess.endAsync(reasonTokenExpired)
 			continue
 		}
 		if rt.Live == nil {

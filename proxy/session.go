@@ -168,7 +168,7 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 		// The client must wait for the 101; keep what it pipelined, within bounds.
 		if c.InboundBuffered() > s.srv.cfg.MaxEarlyBytes {
 			s.logf(slog.LevelWarn, "viewer sent too much before the upgrade completed")
-			s.closeReason = "early-data-limit"
+			s.setClose(reasonEarlyDataLimit)
 			return gnet.Close
 		}
 		return gnet.None
@@ -180,7 +180,7 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 			// queues behind it in the pump, within MaxUpstreamBuffer, so the
 			// viewer's pongs and close are still read while the server is slow.)
 			if c.InboundBuffered() > s.srv.cfg.MaxPausedInput {
-				s.end(ws.StatusPolicyViolation, "viewer-input-limit")
+				s.end(reasonViewerInputLimit)
 			}
 			return gnet.None
 		}
@@ -471,7 +471,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		s.maskRNG.seed()
 	}
 	if _, err := s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto)); err != nil {
-		s.end(ws.StatusInternalServerError, "viewer-write-failed")
+		s.end(reasonViewerWriteFailed)
 		return gnet.None
 	}
 	s.state = stRelay
@@ -480,7 +480,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	s.logStart()
 	s.startChecks()
 	if replaced != nil {
-		replaced.endAsync(ws.StatusNormalClosure, "replaced")
+		replaced.endAsync(reasonReplaced)
 	}
 	if len(up.early) > 0 {
 		s.fromUpstream(up.early)
@@ -565,13 +565,13 @@ func (r *resumeCheck) Run(context.Context) error {
 	s.pausedFD = -1
 	s.srv.conns.Add(-1) // the paused socket; conn is counted again in OnOpen
 	if err != nil {
-		s.end(ws.StatusInternalServerError, "upstream-resume-failed")
+		s.end(reasonUpstreamResumeFailed)
 		return nil
 	}
 	up := &upstreamConn{s: s, route: s.route, resumed: true}
 	if _, err := s.viewer.EventLoop().Enroll(gnet.NewContext(context.Background(), up), conn); err != nil {
 		conn.Close()
-		s.end(ws.StatusInternalServerError, "upstream-resume-failed")
+		s.end(reasonUpstreamResumeFailed)
 	}
 	return nil
 }
@@ -608,13 +608,13 @@ func (s *session) fromViewer(buf []byte) {
 		// The frame stream is broken: no close reply can be read from it.
 		// Fail the connection (RFC 6455 §7.1.7): close frame, then close.
 		if s.state == stRelay {
-			s.end(ce.Code, ce.Reason)
+			s.endFrame(ce)
 		}
 		_ = s.viewer.Close()
 		return
 	}
 	if s.state == stRelay {
-		s.end(ws.StatusInternalServerError, "upstream-write-failed")
+		s.end(reasonUpstreamWriteFailed)
 	}
 }
 
@@ -626,11 +626,11 @@ func (s *session) fromUpstream(buf []byte) {
 			var ce *wsframe.CloseError
 			switch {
 			case errors.As(err, &re):
-				s.end(ws.StatusPolicyViolation, re.Reason)
+				s.endDetail(reasonRFBPolicy, re.Reason)
 			case errors.As(err, &ce):
-				s.end(ws.StatusInternalServerError, "upstream-protocol-error")
+				s.end(reasonUpstreamProtocol)
 			default:
-				s.end(ws.StatusInternalServerError, "viewer-write-failed")
+				s.end(reasonViewerWriteFailed)
 			}
 		}
 		return
@@ -638,9 +638,9 @@ func (s *session) fromUpstream(buf []byte) {
 	if err := s.serverBytes(buf); err != nil && s.state == stRelay {
 		var re *rfbparse.Error
 		if errors.As(err, &re) {
-			s.end(ws.StatusPolicyViolation, re.Reason)
+			s.endDetail(reasonRFBPolicy, re.Reason)
 		} else {
-			s.end(ws.StatusInternalServerError, "viewer-write-failed")
+			s.end(reasonViewerWriteFailed)
 		}
 	}
 }
@@ -676,7 +676,7 @@ func (s *session) writeDown(p []byte) error {
 	s.recServer(p)
 	switch ob := s.viewer.OutboundBuffered(); {
 	case ob > s.srv.cfg.MaxViewerBuffer:
-		s.end(ws.StatusPolicyViolation, "slow-consumer")
+		s.end(reasonSlowConsumer)
 	case ob > s.srv.cfg.ViewerHighWater:
 		s.pauseReq = true
 	}
@@ -702,9 +702,9 @@ func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, fin bool) error {
 		// stream is intact and must still carry the viewer's close reply.
 		var re *rfbparse.Error
 		if errors.As(err, &re) {
-			s.end(ws.StatusPolicyViolation, re.Reason)
+			s.endDetail(reasonRFBPolicy, re.Reason)
 		} else {
-			s.end(ws.StatusInternalServerError, "upstream-write-failed")
+			s.end(reasonUpstreamWriteFailed)
 		}
 		return nil
 	}
@@ -727,7 +727,7 @@ func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {
 	case ws.OpClose:
 		if s.state == stRelay {
 			// Echo the viewer's close, then close: it sends nothing after its close.
-			s.closeCode, s.closeReason = closeCodeOf(payload), "viewer-closed"
+			s.closeCode, s.closeReason = closeCodeOf(payload), reasonViewerClosed.text()
 			s.sendControl(s.viewer, ws.OpClose, payload[:min(len(payload), 2)], false)
 			s.state = stClosing
 			s.closeUpstream()
@@ -757,7 +757,7 @@ func (u *upstreamFrames) OnControl(op ws.OpCode, payload []byte) error {
 	case ws.OpPing:
 		s.pongUpstream(payload)
 	case ws.OpClose:
-		s.end(ws.StatusNormalClosure, "upstream-closed")
+		s.end(reasonUpstreamClosed)
 	}
 	return nil
 }
@@ -899,9 +899,10 @@ func (s *session) sendControl(c gnet.Conn, op ws.OpCode, payload []byte, masked 
 	}
 }
 
-// end closes the session with code and reason: the upstream now, the viewer
-// once it answers our close frame (or CloseTimeout passes).
-func (s *session) end(code ws.StatusCode, reason string) {
+// endWith closes the session with code and reason: the upstream now, the
+// viewer once it answers our close frame (or CloseTimeout passes). Call sites
+// use end, endDetail or endFrame (reasons.go), not this.
+func (s *session) endWith(code ws.StatusCode, reason string) {
 	if s.state >= stClosing {
 		return
 	}
@@ -941,10 +942,10 @@ func (s *session) upstreamClosed(err error) {
 		return
 	}
 	if err == nil || errors.Is(err, io.EOF) {
-		s.end(ws.StatusNormalClosure, "upstream-closed")
+		s.end(reasonUpstreamClosed)
 	} else {
 		s.srv.cfg.Logger.Debug("upstream error", "err", err)
-		s.end(ws.StatusInternalServerError, "upstream-error")
+		s.end(reasonUpstreamError)
 	}
 }
 
@@ -954,7 +955,7 @@ func (s *session) viewerClosed(err error) {
 	closeBridge(s.vbridge) // a TLS viewer's bridge ends with its conn, not at a write timeout
 	s.vbridge = nil
 	if s.state == stRelay { // no close frame: the viewer vanished
-		s.closeCode, s.closeReason = ws.StatusAbnormalClosure, "viewer-gone"
+		s.setClose(reasonViewerGone)
 	}
 	s.state = stClosed
 	s.closeUpstream()
@@ -979,7 +980,7 @@ func (g *goingAway) Run(context.Context) error {
 	s := (*session)(g)
 	switch s.state {
 	case stRelay:
-		s.end(ws.StatusGoingAway, "server-shutdown")
+		s.end(reasonServerShutdown)
 	case stUpgrade, stDialing:
 		_ = s.viewer.Close()
 	}
@@ -995,7 +996,7 @@ func (e *expire) Run(context.Context) error {
 		return nil
 	}
 	if s.state == stUpgrade {
-		s.closeReason = "upgrade-timeout"
+		s.setClose(reasonUpgradeTimeout)
 		s.logged = true
 		s.srv.upgradeFailures.Add(1)
 	}
@@ -1079,19 +1080,19 @@ func (r *relayCheck) Run(context.Context) error {
 	now := time.Now()
 	switch {
 	case cfg.MaxDuration > 0 && now.Sub(s.start) >= cfg.MaxDuration:
-		s.end(ws.StatusNormalClosure, "max-duration")
+		s.end(reasonMaxDuration)
 		return nil
 	case cfg.IdleTimeout > 0 && now.Sub(time.Unix(0, s.lastViewer)) >= cfg.IdleTimeout:
-		s.end(ws.StatusNormalClosure, "idle-timeout")
+		s.end(reasonIdleTimeout)
 		return nil
 	case s.upstreamIdle(now):
-		s.end(ws.StatusGoingAway, "upstream-idle")
+		s.end(reasonUpstreamIdle)
 		return nil
 	}
 	if cfg.PingInterval > 0 {
 		if s.pingsOut >= 2 {
 			// A half-open viewer: nobody will read a close frame.
-			s.closeCode, s.closeReason = ws.StatusGoingAway, "ping-timeout"
+			s.setClose(reasonPingTimeout)
 			s.state = stClosing
 			s.closeUpstream()
 			_ = s.viewer.Close()

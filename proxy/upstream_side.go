@@ -41,7 +41,7 @@ func (s *session) checkUpstreamOut() {
 		return
 	}
 	if s.up != nil && s.up.OutboundBuffered() > s.srv.cfg.MaxUpstreamBuffer || s.pump != nil && s.pump.held() > s.srv.cfg.MaxUpstreamBuffer {
-		s.end(ws.StatusPolicyViolation, "slow-upstream")
+		s.end(reasonSlowUpstream)
 	}
 }
 

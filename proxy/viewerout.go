@@ -8,7 +8,6 @@ import (
 	"github.com/panjf2000/gnet/v2"
 
 	"vncedge/proxy/wsframe"
-	"vncedge/tracing"
 )
 
 // Every byte vncedge queues for a viewer counts against one cap: RFB data
@@ -37,7 +36,7 @@ func (s *session) overViewerCap() bool {
 		return false
 	}
 	if s.state == stRelay {
-		s.end(ws.StatusPolicyViolation, string(tracing.ReasonSlowConsumer))
+		s.end(reasonSlowConsumer)
 	}
 	return true
 }

@@ -38,6 +38,10 @@ const (
 	ReasonTokenExpired         CloseReason = "token-expired"
 	ReasonSessionEnded         CloseReason = "session-ended"
 	ReasonControlPlaneGone     CloseReason = "control-plane-unreachable"
+	ReasonLivenessUnverified   CloseReason = "liveness-unverified"   // no liveness check completed within the grace
+	ReasonUpstreamIdle         CloseReason = "upstream-idle"         // the VNC server silent past its idle timeout
+	ReasonRecordFailed         CloseReason = "record-failed"         // a required recording failed
+	ReasonProxyProtocol        CloseReason = "proxy-protocol"        // a bad PROXY protocol header
 	ReasonViewerProtocol       CloseReason = "viewer-protocol-error" // a WebSocket framing error of the viewer
 	ReasonRFBProtocol          CloseReason = "rfb-protocol-error"    // malformed or out-of-turn RFB
 	ReasonRFBUnknownMessage    CloseReason = "rfb-unknown-message"   // unknown client message type or subtype
@@ -55,7 +59,8 @@ var knownReasons = func() map[string]CloseReason {
 		ReasonUpstreamProtocol, ReasonUpstreamResumeFailed, ReasonUpstreamWriteFailed, ReasonViewerWriteFailed,
 		ReasonSlowConsumer, ReasonSlowUpstream, ReasonViewerInputLimit, ReasonEarlyDataLimit, ReasonUpgradeTimeout,
 		ReasonPingTimeout, ReasonIdleTimeout, ReasonMaxDuration, ReasonServerShutdown, ReasonReplaced,
-		ReasonTokenExpired, ReasonSessionEnded, ReasonControlPlaneGone, ReasonViewerProtocol, ReasonRFBProtocol,
+		ReasonTokenExpired, ReasonSessionEnded, ReasonControlPlaneGone, ReasonLivenessUnverified, ReasonUpstreamIdle,
+		ReasonRecordFailed, ReasonProxyProtocol, ReasonViewerProtocol, ReasonRFBProtocol,
 		ReasonRFBUnknownMessage, ReasonRFBSecurityType, ReasonRFBCutTextLimit, ReasonUnknown, ReasonOther} {
 		m[string(r)] = r
 	}

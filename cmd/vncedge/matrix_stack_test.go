@@ -298,6 +298,26 @@ func (m *msgChannel) expect(t *testing.T, kind, field, value string) map[string]
 	return v
 }
 
+// copyText asks for the selection until the answer is not "in progress": a
+// paste's effect can show on the page (its title) before vncedge has its
+// DevTools answer and frees the pair's one clipboard slot.
+func (m *msgChannel) copyText(t *testing.T, want string) {
+	t.Helper()
+	for range 100 {
+		m.send(t, "clipboard-copy")
+		v := m.next(t)
+		if v["kind"] == "error" && v["message"] == "another clipboard operation is in progress" {
+			time.Sleep(10 * time.Millisecond) // the slot frees when the paste's answer lands; no event reaches the viewer
+			continue
+		}
+		if v["kind"] != "copied-text" || v["text"] != want {
+			t.Fatalf("message %v, want kind \"copied-text\" text=%q", v, want)
+		}
+		return
+	}
+	t.Fatal("the clipboard stayed busy")
+}
+
 // vncChannel is a viewer's VNC channel with the RFB handshake done.
 type vncChannel struct {
 	ws *rfbclient.WSConn

@@ -289,8 +289,7 @@ func (m *matrixRun) run() {
 		m.msg.send(t, "clipboard-paste", text)
 		m.rb.waitTitle(t, "pasted:"+text)
 		m.rb.text = text
-		m.msg.send(t, "clipboard-copy") // the page selected what was pasted
-		m.msg.expect(t, "copied-text", "text", text)
+		m.msg.copyText(t, text) // the page selected what was pasted
 	})
 	t.Run("viewer-role", func(t *testing.T) {
 		if m.r.cred == nil {

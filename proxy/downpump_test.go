@@ -26,17 +26,24 @@ func TestTLSViewerSpliced(t *testing.T) {
 	}
 	defer ws.Close()
 	pushHandshake(t, ws)
+	readPushed(t, ws, ps)
+	if got := srv.Stats().Spliced; got != 1 {
+		t.Fatalf("spliced sessions %d, want 1", got)
+	}
+}
+
+// readPushed reads a pushServer's whole stream at the viewer and checks it
+// is the server's, byte for byte.
+func readPushed(t testing.TB, ws *rfbclient.WSConn, ps *pushServer) {
+	t.Helper()
 	h := sha256.New()
 	_ = ws.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
-	if n, err := io.CopyN(h, ws, total); err != nil {
+	if n, err := io.CopyN(h, ws, int64(ps.total)); err != nil {
 		t.Fatalf("reading the pushed stream: %v (got %d)", err, n)
 	}
 	want := <-ps.sum
 	if got := h.Sum(nil); string(got) != string(want[:]) {
 		t.Fatal("stream through vncedge differs from what the server sent")
-	}
-	if got := srv.Stats().Spliced; got != 1 {
-		t.Fatalf("spliced sessions %d, want 1", got)
 	}
 }
 
@@ -53,15 +60,7 @@ func TestSmallPipeStaysOnGnet(t *testing.T) {
 	srv, addr := startProxy(t, cfg)
 	ws := dialWS(t, addr, "/")
 	pushHandshake(t, ws)
-	h := sha256.New()
-	_ = ws.NetConn().SetReadDeadline(time.Now().Add(30 * time.Second))
-	if n, err := io.CopyN(h, ws, total); err != nil {
-		t.Fatalf("reading the pushed stream: %v (got %d)", err, n)
-	}
-	want := <-ps.sum
-	if got := h.Sum(nil); string(got) != string(want[:]) {
-		t.Fatal("stream through vncedge differs from what the server sent")
-	}
+	readPushed(t, ws, ps)
 	if got := srv.Stats().Spliced; got != 0 {
 		t.Fatalf("spliced sessions %d through a 4 KiB pipe, want 0", got)
 	}

@@ -715,13 +715,18 @@ func pumpKeyMsg(down bool, sym uint32) []byte {
 // whose pongs went unread would be cut with ping-timeout; when the server
 // reads again it gets the paste), and its close is answered at once (close).
 func TestPumpSlowServerViewerStillAnswered(t *testing.T) {
+	const pingEvery = 200 * time.Millisecond
 	for _, noSplice := range []bool{false, true} {
 		for _, what := range []string{"pings", "close"} {
 			t.Run(map[bool]string{false: "splice", true: "gnet"}[noSplice]+"/"+what, func(t *testing.T) {
 				checkNoLeaks(t)
 				u := startUpSession(t, noSplice, func(c *proxy.Config) {
 					if what == "pings" {
-						c.PingInterval = 50 * time.Millisecond
+						// Short enough that input held for ~3 intervals (the
+						// defect) is a ping-timeout within the wait below;
+						// long enough that a loaded machine (the viewer's
+						// pong waits behind its own paste write) is not one.
+						c.PingInterval = pingEvery
 					}
 				})
 				text := bytes.Repeat([]byte("0123456789abcdef"), 12<<20/16)
@@ -751,7 +756,7 @@ func TestPumpSlowServerViewerStillAnswered(t *testing.T) {
 				select {
 				case err := <-readErr:
 					t.Fatalf("while the server was not reading, the viewer read %v", err)
-				case <-time.After(400 * time.Millisecond):
+				case <-time.After(8 * pingEvery):
 				}
 				// The server reads again: the whole paste arrives.
 				_ = u.c.SetReadDeadline(time.Now().Add(10 * time.Second))

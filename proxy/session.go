@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -19,14 +20,56 @@ import (
 	"vncedge/tracing"
 )
 
-// Session states. All but the deadline are touched only on the session's loop.
+// sessionState is where a session is in its life. It is read and written only
+// on the session's loop (the deadline, read by the ticker, is separate). The
+// order matters: endWith ignores a session at stClosing or later.
+//
+// Transitions, and where they happen:
+//
+//	stUpgrade → stDialing  readUpgrade: a valid request head, the dial (or the
+//	                       messages channel's resolve) starts off the loop
+//	stUpgrade → stClosed   reject (from readUpgrade, admitOpen), readProxy (a bad
+//	                       PROXY header), serveWeb (a plain HTTP request, handed
+//	                       to the web server)
+//	stDialing → stRelay    upstreamOpen (VNC channel), openMessages (messages channel)
+//	stDialing → stClosed   reject (answerDialFailure; upstreamOpen or openMessages
+//	                       refusing the pair; openMessages without a client_id),
+//	                       refuseAfterUpgrade (--compat)
+//	stDialing → stClosing  endWith, when upstreamOpen or openMessages cannot write the 101
+//	stRelay   → stClosing  endWith (end, endDetail, endFrame, endAsyncWith);
+//	                       viewerFrames.OnControl (the viewer's close, echoed);
+//	                       relayCheck (ping timeout); pumpEvent.Run (the pump
+//	                       failed to write to the viewer)
+//	any       → stClosed   viewerClosed (the viewer conn's OnClose)
+//
+// Nothing moves a session backwards.
+type sessionState uint8
+
+// Session states, in order.
 const (
-	stUpgrade = iota // reading the viewer's HTTP request head
-	stDialing        // resolving and dialing the upstream off the loop
-	stRelay          // both conns open, relaying
-	stClosing        // close frame sent to the viewer, waiting for its reply
-	stClosed
+	stUpgrade sessionState = iota // reading the viewer's HTTP request head
+	stDialing                     // resolving and dialing the upstream off the loop
+	stRelay                       // both conns open, relaying
+	stClosing                     // close frame sent to the viewer, waiting for its reply
+	stClosed                      // done: the viewer conn is closed, being closed, or handed off (serveWeb)
 )
+
+// String names the state for logs and tests.
+func (st sessionState) String() string {
+	switch st {
+	case stUpgrade:
+		return "upgrade"
+	case stDialing:
+		return "dialing"
+	case stRelay:
+		return "relay"
+	case stClosing:
+		return "closing"
+	case stClosed:
+		return "closed"
+	}
+	return "sessionState(" + strconv.Itoa(int(st)) + ")"
+}
 
 // session is one viewer, its upstream and the RFB stream between them. It is
 // the viewer conn's context; the upstream conn's context is an upstreamConn
@@ -39,7 +82,7 @@ type session struct {
 	desktop string    // key of the desktop whose keyboard the policy shares (desktop.go)
 	vbridge io.Closer // a TLS viewer's bridge (tlsbridge.go), closed when the viewer conn closes      // the PROXY protocol header was read (realaddr.go)
 	up      gnet.Conn // nil until enrolled, and again once closed
-	state   uint8
+	state   sessionState
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
 	deadline atomic.Int64
 	// nextCheck (unix ns, 0 = none) is when the ticker runs relayCheck:

@@ -1,3 +1,10 @@
+// session.go defines a viewer session: the session struct that every session_*,
+// relay_*, flow_pause, keepalive, finish and observe file works on, its
+// lifecycle (sessionState, with every transition listed), the upstream conn's
+// context (upstreamConn), newSession, and viewerTraffic, which routes the
+// viewer's bytes by state: to readUpgrade, held while dialing or paused, or to
+// the relay (fromViewer).
+
 package proxy
 
 import (
@@ -77,10 +84,10 @@ func (st sessionState) String() string {
 type session struct {
 	srv     *Server
 	viewer  gnet.Conn
-	remote  net.Addr // the viewer's address (viewerAddr)
-	proxied bool
+	remote  net.Addr  // the viewer's address (viewerAddr)
+	proxied bool      // the PROXY protocol header was read (realaddr.go)
 	desktop string    // key of the desktop whose keyboard the policy shares (desktop.go)
-	vbridge io.Closer // a TLS viewer's bridge (tlsbridge.go), closed when the viewer conn closes      // the PROXY protocol header was read (realaddr.go)
+	vbridge io.Closer // a TLS viewer's bridge (tlsbridge.go), closed when the viewer conn closes
 	up      gnet.Conn // nil until enrolled, and again once closed
 	state   sessionState
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.

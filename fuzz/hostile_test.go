@@ -40,50 +40,6 @@ import (
 	"vncedge/proxy/proxytest/teststack"
 )
 
-var (
-	hostileBinOnce   sync.Once
-	hostileBin       string
-	hostileBinErr    error
-	hostileBuildNote string
-)
-
-// hostileBinary builds cmd/vncedge with -race once per test process (or
-// takes VNCEDGE_HOSTILE_BIN).
-func hostileBinary(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("builds and runs the vncedge binary")
-	}
-	if b := os.Getenv("VNCEDGE_HOSTILE_BIN"); b != "" {
-		return b
-	}
-	hostileBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "vncedge-hostile")
-		if err != nil {
-			hostileBinErr = err
-			return
-		}
-		envTB.Cleanup(func() { os.RemoveAll(dir) })
-		hostileBin = filepath.Join(dir, "vncedge")
-		out, err := exec.Command("go", "build", "-race", "-o", hostileBin, "../cmd/vncedge").CombinedOutput()
-		if err != nil && os.Getenv(teststack.RequireRealEnv) != "1" {
-			// A bare machine without cgo cannot build -race: test the plain build.
-			hostileBuildNote = fmt.Sprintf("built without -race (go build -race: %v)", err)
-			out, err = exec.Command("go", "build", "-o", hostileBin, "../cmd/vncedge").CombinedOutput()
-		}
-		if err != nil {
-			hostileBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if hostileBinErr != nil {
-		t.Fatal(hostileBinErr)
-	}
-	if hostileBuildNote != "" {
-		t.Log(hostileBuildNote)
-	}
-	return hostileBin
-}
-
 // hostileProc is one running vncedge.
 type hostileProc struct {
 	cmd         *exec.Cmd
@@ -118,7 +74,7 @@ func hostileFreeTCP(t *testing.T) string {
 // startHostileEdge runs vncedge with args and waits for /readyz.
 func startHostileEdge(t *testing.T, args ...string) *hostileProc {
 	t.Helper()
-	bin := hostileBinary(t)
+	bin := attackBinary(t)
 	p := &hostileProc{listen: hostileFreeTCP(t), admin: hostileFreeTCP(t), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	args = append([]string{"--listen", p.listen, "--admin", p.admin, "--log-format", "text", "--dial-timeout", "3s"}, args...)
 	p.cmd = exec.Command(bin, args...)

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"github.com/panjf2000/gnet/v2"
-
 	"vncedge/proxy/upgrade"
 )
 
@@ -24,16 +22,17 @@ import (
 // the accept-time address is the balancer's: the per-IP count then waits
 // for the real address, which admitRealIP counts once the PROXY header or
 // the request head has named it.
-func (s *session) admitOpen() gnet.Action {
+func (s *session) admitOpen() bool {
 	ip := ipOf(s.viewerAddr())
 	if s.addrMayChange(ip) {
 		ip, s.ipPending = "", true
 	}
 	if he := s.srv.admit(ip); he != nil {
-		return s.reject(he)
+		s.refuse(he)
+		return false
 	}
 	s.ip, s.admitted = ip, true
-	return gnet.None
+	return true
 }
 
 // addrMayChange reports whether the viewer's real address is still to come

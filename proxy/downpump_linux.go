@@ -480,10 +480,7 @@ func (e *pumpEvent) Run(context.Context) error {
 		s.srv.cfg.Logger.Debug("upstream error", "err", ue.err)
 		s.end(reasonUpstreamError)
 	default:
-		s.setClose(pumpViewerReason(e.err))
-		s.state = stClosing
-		s.closeUpstream()
-		_ = s.viewer.Close()
+		s.drop(pumpViewerReason(e.err))
 	}
 	return nil
 }

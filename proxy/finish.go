@@ -1,10 +1,24 @@
-// finish.go ends sessions: endWith sends the close frame and closes the upstream
-// at once, leaving the viewer until it answers or CloseTimeout passes;
-// closeUpstream releases everything on the server side; upstreamClosed and
-// viewerClosed handle either conn going away, and viewerClosed (the viewer
-// conn's OnClose) is where a session's slots, registrations, recording, log
-// line and span are released. goingAway (server shutdown) and expire (a passed
-// deadline, from the ticker or readUpgrade) run on the session's loop to close it.
+// finish.go is a session's one way out. An end starts at one of three doors,
+// each named by what goes on the wire, and every end then reaches finish (the
+// viewer conn's OnClose), the one place a session's slots, registrations,
+// recording, log line and span are released:
+//
+//	refuse    before the 101 (stUpgrade, stDialing → stClosed): an HTTP error, or
+//	          with --compat a resolver's refusal as a 101 and a close frame
+//	          (refuseAfterUpgrade); then the viewer is closed
+//	endWith   after the 101 (stDialing, stRelay → stClosing): our close frame, the
+//	          upstream closed at once, the viewer given CloseTimeout to answer
+//	drop      any state (→ stClosing, or stClosed before the 101): close the viewer
+//	          now, with no close handshake: a half-open viewer, a broken frame
+//	          stream, a failed write to the viewer, the viewer's own close (echoed
+//	          first), an upgrade past its deadline, shutdown before the 101
+//	finish    OnClose (any → stClosed): releases everything
+//
+// Call sites name an endReason (reasons.go): end, endDetail and endFrame are
+// endWith with the row's code and text. Only serveWeb leaves otherwise: a plain
+// HTTP request is handed to the web server, never a session (web.go); it too
+// reaches finish. goingAway (server shutdown) and expire (a passed deadline,
+// from the ticker) run on the session's loop and pick a door.
 
 package proxy
 
@@ -12,16 +26,63 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/panjf2000/gnet/v2"
 
+	"vncedge/proxy/upgrade"
 	"vncedge/proxy/wsframe"
 )
 
+// refuse answers a viewer that is not upgraded with an HTTP error, logs the
+// refusal (the session's only log line) and closes the viewer. It returns
+// gnet.None for callers that answer a gnet callback.
+func (s *session) refuse(err error) gnet.Action {
+	if s.state >= stRelay {
+		return gnet.None
+	}
+	var he *upgrade.Error
+	if !errors.As(err, &he) {
+		he = &upgrade.Error{Status: http.StatusBadRequest, Message: "bad request"}
+	}
+	s.srv.upgradeFailures.Add(1)
+	s.status = he.Status
+	s.closeReason = "http-" + http.StatusText(he.Status)
+	if tr := s.srv.cfg.Tracing; tr != nil {
+		tr.UpgradeFailed(he.Status)
+	}
+	s.srv.cfg.Logger.Info("upgrade refused", append([]any{"status", he.Status, "reason", he.Message,
+		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req)}, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
+	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
+	s.logged = true
+	s.endSpan()
+	s.closeViewer(stClosed)
+	return gnet.None
+}
+
+// refuseAfterUpgrade answers as the reference platform does: accept the
+// WebSocket, then close it, because browsers cannot read the HTTP status of a
+// failed upgrade: 1002 for credentials, 1013 for a session that is not ready.
+func (s *session) refuseAfterUpgrade(he *upgrade.Error) {
+	code := ws.StatusCode(1013)
+	switch he.Status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
+		code = ws.StatusProtocolError
+	}
+	s.srv.upgradeFailures.Add(1)
+	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message, "compat_close", int(code),
+		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req))
+	_, _ = s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto))
+	_, _ = s.viewer.Write(wsframe.AppendClose(nil, code, he.Message, nil))
+	s.logged = true
+	s.closeViewer(stClosed)
+}
+
 // endWith closes the session with code and reason: the upstream now, the
-// viewer once it answers our close frame (or CloseTimeout passes). Call sites
-// use end, endDetail or endFrame (reasons.go), not this.
+// viewer once it answers our close frame (or CloseTimeout passes: expire).
+// Call sites use end, endDetail or endFrame (reasons.go), not this.
 func (s *session) endWith(code ws.StatusCode, reason string) {
 	if s.state >= stClosing {
 		return
@@ -37,6 +98,34 @@ func (s *session) endWith(code ws.StatusCode, reason string) {
 		_, _ = s.viewer.Write(wsframe.AppendClose(s.ctl[:0], code, reason, nil))
 	}
 	s.deadline.Store(time.Now().Add(s.srv.cfg.CloseTimeout).UnixNano())
+}
+
+// drop closes the viewer now, without a close handshake, and the upstream
+// with it. r is recorded as the session's end unless one already was (a
+// session at stClosing keeps its own).
+func (s *session) drop(r endReason) {
+	if s.state == stClosed {
+		return
+	}
+	switch {
+	case s.state < stRelay:
+		s.closeCode, s.closeReason = 0, r.text() // no WebSocket: no close code
+	case s.state < stClosing:
+		s.setClose(r)
+	}
+	if s.state < stRelay {
+		s.closeViewer(stClosed)
+		return
+	}
+	s.closeUpstream()
+	s.closeViewer(stClosing)
+}
+
+// closeViewer moves the session to st and closes the viewer conn; finish
+// follows when gnet has closed it.
+func (s *session) closeViewer(st sessionState) {
+	s.state = st
+	_ = s.viewer.Close()
 }
 
 func (s *session) closeUpstream() {
@@ -69,12 +158,13 @@ func (s *session) upstreamClosed(err error) {
 	}
 }
 
-// viewerClosed: the viewer conn is gone; make sure the upstream follows.
-func (s *session) viewerClosed(err error) {
+// finish runs once, when the viewer conn is gone (its OnClose), however the
+// session ended: it releases everything the session holds.
+func (s *session) finish(err error) {
 	s.endDial()
 	closeBridge(s.vbridge) // a TLS viewer's bridge ends with its conn, not at a write timeout
 	s.vbridge = nil
-	if s.state == stRelay { // no close frame: the viewer vanished
+	if s.state == stRelay { // no door taken: the viewer vanished
 		s.setClose(reasonViewerGone)
 	}
 	s.state = stClosed
@@ -102,7 +192,7 @@ func (g *goingAway) Run(context.Context) error {
 	case stRelay:
 		s.end(reasonServerShutdown)
 	case stUpgrade, stDialing:
-		_ = s.viewer.Close()
+		s.drop(reasonServerShutdown)
 	}
 	return nil
 }
@@ -115,11 +205,16 @@ func (e *expire) Run(context.Context) error {
 	if d := s.deadline.Load(); d == 0 || d > time.Now().UnixNano() || s.state == stClosed {
 		return nil
 	}
+	s.timedOut()
+	return nil
+}
+
+// timedOut drops a session past its deadline: an upgrade not completed within
+// HandshakeTimeout, or a close not answered within CloseTimeout.
+func (s *session) timedOut() {
 	if s.state == stUpgrade {
-		s.setClose(reasonUpgradeTimeout)
 		s.logged = true
 		s.srv.upgradeFailures.Add(1)
 	}
-	_ = s.viewer.Close()
-	return nil
+	s.drop(reasonUpgradeTimeout) // kept only for stUpgrade: a closing session has its reason
 }

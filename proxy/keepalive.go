@@ -61,10 +61,7 @@ func (r *relayCheck) Run(context.Context) error {
 	if cfg.PingInterval > 0 {
 		if s.pingsOut >= 2 {
 			// A half-open viewer: nobody will read a close frame.
-			s.setClose(reasonPingTimeout)
-			s.state = stClosing
-			s.closeUpstream()
-			_ = s.viewer.Close()
+			s.drop(reasonPingTimeout)
 			return nil
 		}
 		s.pingsOut++

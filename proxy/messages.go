@@ -124,14 +124,12 @@ func (s *session) openMessages(rt *Route) {
 		return
 	}
 	if rt.ClientID == "" {
-		s.reject(&upgrade.Error{Status: http.StatusBadRequest, Message: "client_id is required"})
-		_ = s.viewer.Close()
+		s.refuse(&upgrade.Error{Status: http.StatusBadRequest, Message: "client_id is required"})
 		return
 	}
 	p, replaced, control, ok := s.srv.reg.attach(s, rt)
 	if !ok {
-		s.reject(pairRefusal)
-		_ = s.viewer.Close()
+		s.refuse(pairRefusal)
 		return
 	}
 	s.route, s.pair, s.msg = rt, p, &msgState{}

@@ -221,11 +221,11 @@ func (s *session) readProxy(c gnet.Conn) (act gnet.Action, ok bool) {
 	}
 	if err != nil {
 		s.srv.upgradeFailures.Add(1)
-		s.setClose(reasonProxyProtocol)
-		s.logged, s.state = true, stClosed
+		s.logged = true
 		s.srv.cfg.Logger.Info("connection refused: bad PROXY protocol header", "peer", addrString(s.viewer.RemoteAddr()), "err", err.Error())
 		_, _ = c.Write(upgrade.AppendError(nil, &upgrade.Error{Status: 400, Message: "expected a PROXY protocol header"}))
-		return gnet.Close, false
+		s.drop(reasonProxyProtocol)
+		return gnet.None, false
 	}
 	_, _ = c.Discard(n)
 	s.proxied = true

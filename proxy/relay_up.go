@@ -39,7 +39,7 @@ func (s *session) fromViewer(buf []byte) {
 		if s.state == stRelay {
 			s.endFrame(ce)
 		}
-		_ = s.viewer.Close()
+		s.drop(reasonViewerProtocol)
 		return
 	}
 	if s.state == stRelay {
@@ -89,14 +89,14 @@ func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {
 	case ws.OpPong:
 		s.pingsOut = 0
 	case ws.OpClose:
-		if s.state == stRelay {
-			// Echo the viewer's close, then close: it sends nothing after its close.
-			s.closeCode, s.closeReason = closeCodeOf(payload), reasonViewerClosed.text()
-			s.sendControl(s.viewer, ws.OpClose, payload[:min(len(payload), 2)], false)
-			s.state = stClosing
-			s.closeUpstream()
+		if s.state != stRelay {
+			s.drop(reasonViewerClosed) // our close answered: the session keeps its reason
+			return nil
 		}
-		_ = s.viewer.Close()
+		// Echo the viewer's close, then close: it sends nothing after its close.
+		s.sendControl(s.viewer, ws.OpClose, payload[:min(len(payload), 2)], false)
+		s.drop(reasonViewerClosed)
+		s.closeCode = closeCodeOf(payload) // the viewer's, not the row's
 	}
 	return nil
 }

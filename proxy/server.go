@@ -308,8 +308,8 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		}
 	}
 	c.SetContext(sess)
-	if a := sess.admitOpen(); a != gnet.None {
-		return nil, a // over a cap: refused at accept, before any byte is read
+	if !sess.admitOpen() {
+		return nil, gnet.None // over a cap: refused at accept, before any byte is read
 	}
 	s.mu.Lock()
 	s.sessions[sess] = struct{}{}
@@ -336,7 +336,7 @@ func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
 	}
 	switch x := c.Context().(type) {
 	case *session:
-		x.viewerClosed(err)
+		x.finish(err)
 		s.mu.Lock()
 		delete(s.sessions, x)
 		s.mu.Unlock()

@@ -1,6 +1,7 @@
 // session.go defines a viewer session: the session struct that every session_*,
 // relay_*, flow_pause, keepalive, finish and observe file works on, its
-// lifecycle (sessionState, with every transition listed), the upstream conn's
+// lifecycle (sessionState, with every transition listed; finish.go is the way
+// out), the upstream conn's
 // context (upstreamConn), newSession, and viewerTraffic, which routes the
 // viewer's bytes by state: to readUpgrade, held while dialing or paused, or to
 // the relay (fromViewer).
@@ -31,23 +32,25 @@ import (
 // on the session's loop (the deadline, read by the ticker, is separate). The
 // order matters: endWith ignores a session at stClosing or later.
 //
-// Transitions, and where they happen:
+// Transitions, and where they happen. Every end goes out through finish.go:
+// one of its doors (refuse, endWith, drop), then finish, the viewer conn's
+// OnClose, which releases everything whatever the door.
 //
 //	stUpgrade → stDialing  readUpgrade: a valid request head, the dial (or the
 //	                       messages channel's resolve) starts off the loop
-//	stUpgrade → stClosed   reject (from readUpgrade, admitOpen), readProxy (a bad
-//	                       PROXY header), serveWeb (a plain HTTP request, handed
-//	                       to the web server)
 //	stDialing → stRelay    upstreamOpen (VNC channel), openMessages (messages channel)
-//	stDialing → stClosed   reject (answerDialFailure; upstreamOpen or openMessages
-//	                       refusing the pair; openMessages without a client_id),
-//	                       refuseAfterUpgrade (--compat)
-//	stDialing → stClosing  endWith, when upstreamOpen or openMessages cannot write the 101
-//	stRelay   → stClosing  endWith (end, endDetail, endFrame, endAsyncWith);
-//	                       viewerFrames.OnControl (the viewer's close, echoed);
-//	                       relayCheck (ping timeout); pumpEvent.Run (the pump
-//	                       failed to write to the viewer)
-//	any       → stClosed   viewerClosed (the viewer conn's OnClose)
+//	stUpgrade,             refuse: an HTTP error (readUpgrade, admitOpen,
+//	stDialing → stClosed   answerDialFailure, a pair refused by upstreamOpen or
+//	                       openMessages); refuseAfterUpgrade (--compat); drop (a
+//	                       bad PROXY header, early data over the limit, the
+//	                       upgrade's deadline, server shutdown); serveWeb (a
+//	                       plain HTTP request, handed to the web server)
+//	stDialing,             endWith (end, endDetail, endFrame, endAsync): our close
+//	stRelay   → stClosing  frame; drop: no handshake (the viewer's close echoed,
+//	                       a broken frame stream, a ping timeout, the pump's
+//	                       failed write to the viewer)
+//	stClosing → stClosed   finish; drop at CloseTimeout (expire) first
+//	any       → stClosed   finish (the viewer conn's OnClose)
 //
 // Nothing moves a session backwards.
 type sessionState uint8
@@ -212,8 +215,7 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 		// The client must wait for the 101; keep what it pipelined, within bounds.
 		if c.InboundBuffered() > s.srv.cfg.MaxEarlyBytes {
 			s.logf(slog.LevelWarn, "viewer sent too much before the upgrade completed")
-			s.setClose(reasonEarlyDataLimit)
-			return gnet.Close
+			s.drop(reasonEarlyDataLimit)
 		}
 		return gnet.None
 	case stRelay, stClosing:

@@ -1,6 +1,6 @@
 // session_upgrade.go takes a viewer from its first bytes to the relay: it reads and
 // checks the HTTP upgrade (readUpgrade), refuses it with an HTTP error or, with
-// --compat, a close after the 101 (reject, answerDialFailure, refuseAfterUpgrade),
+// --compat, a close after the 101 (answerDialFailure picks; finish.go answers),
 // resolves and dials the upstream off the loop (dialJob.dial, resolveStatus), and
 // once the upstream is enrolled answers 101 and starts relaying (upstreamOpen,
 // drainViewer).
@@ -14,12 +14,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
 	"go.opentelemetry.io/otel/trace"
 
 	"vncedge/proxy/upgrade"
-	"vncedge/proxy/wsframe"
 	"vncedge/tracing"
 )
 
@@ -34,21 +32,21 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	n := upgrade.End(buf)
 	if n < 0 {
 		if len(buf) > upgrade.MaxRequestSize {
-			return s.reject(upgrade.ErrTooLarge)
+			return s.refuse(upgrade.ErrTooLarge)
 		}
 		return gnet.None
 	}
 	if n > upgrade.MaxRequestSize {
-		return s.reject(upgrade.ErrTooLarge)
+		return s.refuse(upgrade.ErrTooLarge)
 	}
 	if d := s.deadline.Load(); d != 0 && time.Now().UnixNano() > d {
 		// Complete, but late: the sweep (a tick apart) has not run yet.
-		_ = (*expire)(s).Run(context.Background()) // closes the viewer
+		s.timedOut()
 		return gnet.None
 	}
 	req, err := upgrade.Parse(buf[:n])
 	if err != nil {
-		return s.reject(err)
+		return s.refuse(err)
 	}
 	if s.srv.cfg.Web != nil && isWebRequest(req) {
 		return s.serveWeb(c)
@@ -57,13 +55,13 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	s.req = req // for the refusal's log line
 	proto, err := upgrade.Check(req, &upgrade.Options{AllowedOrigins: s.srv.cfg.AllowedOrigins, Subprotocol: "binary"})
 	if err != nil {
-		return s.reject(err)
+		return s.refuse(err)
 	}
 	if err := checkStreamTarget(req); err != nil {
-		return s.reject(err)
+		return s.refuse(err)
 	}
 	if he := s.admitRealIP(); he != nil {
-		return s.reject(he)
+		return s.refuse(he)
 	}
 	s.req = req
 	if tr := s.srv.cfg.Tracing; tr != nil {
@@ -82,27 +80,6 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	}
 	go s.newDialJob().dial()
 	return gnet.None
-}
-
-// reject answers the upgrade with an HTTP error and closes.
-func (s *session) reject(err error) gnet.Action {
-	var he *upgrade.Error
-	if !errors.As(err, &he) {
-		he = &upgrade.Error{Status: http.StatusBadRequest, Message: "bad request"}
-	}
-	s.srv.upgradeFailures.Add(1)
-	s.status = he.Status
-	s.closeReason = "http-" + http.StatusText(he.Status)
-	if tr := s.srv.cfg.Tracing; tr != nil {
-		tr.UpgradeFailed(he.Status)
-	}
-	s.srv.cfg.Logger.Info("upgrade refused", append([]any{"status", he.Status, "reason", he.Message,
-		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req)}, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
-	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
-	s.state = stClosed
-	s.logged = true // the line above is this session's only log line
-	s.endSpan()
-	return gnet.Close
 }
 
 // dial runs off the loop: resolve, take the organization's slot, dial, then
@@ -177,26 +154,7 @@ func (s *session) answerDialFailure(he *upgrade.Error) {
 		s.refuseAfterUpgrade(he)
 		return
 	}
-	s.reject(he)
-	_ = s.viewer.Close()
-}
-
-// refuseAfterUpgrade answers as the reference platform does: accept the
-// WebSocket, then close it, because browsers cannot read the HTTP status of a
-// failed upgrade: 1002 for credentials, 1013 for a session that is not ready.
-func (s *session) refuseAfterUpgrade(he *upgrade.Error) {
-	code := ws.StatusCode(1013)
-	switch he.Status {
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
-		code = ws.StatusProtocolError
-	}
-	s.srv.upgradeFailures.Add(1)
-	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message, "compat_close", int(code),
-		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req))
-	_, _ = s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto))
-	_, _ = s.viewer.Write(wsframe.AppendClose(nil, code, he.Message, nil))
-	s.state, s.logged = stClosed, true
-	_ = s.viewer.Close()
+	s.refuse(he)
 }
 
 // upstreamOpen runs on the viewer's loop once the upstream is enrolled: answer
@@ -223,9 +181,8 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	if rt.ClientID != "" {
 		p, old, ctl, ok := s.srv.reg.attach(s, rt)
 		if !ok {
-			s.reject(pairRefusal)
-			_ = s.viewer.Close()
-			return gnet.Close
+			s.refuse(pairRefusal)
+			return gnet.Close // the upstream conn
 		}
 		s.pair, replaced, control = p, old, ctl
 		s.srv.reg.notifyWatchers(p) // a controller back in control drives again (roles.go)

@@ -1,8 +1,20 @@
 package proxy
 
 import (
+	"context"
 	"vncedge/proxy/upgrade"
 )
+
+// admission is what a session holds of the server's caps, released by finish.
+type admission struct {
+	admitted  bool
+	ipPending bool   // the per-IP count waits for the real address
+	ip        string // the address counted against the per-IP cap
+	org       string // organization whose slot this session holds (orgHeld)
+	orgHeld   bool
+
+	dialCancel context.CancelFunc // stops the dial or resolve in flight (stDialing)
+}
 
 // Caps are exact: a viewer is counted against the total (MaxSessions) and
 // per-IP (MaxPerIP) caps when it is accepted, before any byte is read, so

@@ -9,6 +9,14 @@ import (
 	"vncedge/proxy/wsframe"
 )
 
+// pumpState is a session's splice pump (downpump_linux.go): the server stream
+// of a raw-TCP upstream once the RFB handshake is done.
+type pumpState struct {
+	pump       *downPump // nil before, and on the gnet path
+	pumpHalted bool      // stopPump ran
+	noPump     bool      // a pump could not start: the session stays on gnet
+}
+
 // The session's side of the down pump (downpump_linux.go): when it starts,
 // how the loop writes through it, how it stops. All on the loop.
 
@@ -31,7 +39,7 @@ const spliceAfter = 32 << 10
 func (s *session) startPump(c gnet.Conn) bool {
 	if !spliceSupported || s.srv.cfg.NoSplice || s.pump != nil || s.noPump || s.state != stRelay || s.wsUp ||
 		s.down != nil || s.rec != nil || s.paused || s.pauseReq ||
-		!s.rfb.HandshakeDone() || s.niov != 0 || c.OutboundBuffered() != 0 || s.viewer.OutboundBuffered() != 0 {
+		!s.rfb.HandshakeDone() || len(s.batch.queued()) != 0 || c.OutboundBuffered() != 0 || s.viewer.OutboundBuffered() != 0 {
 		return false
 	}
 	upFD, err := c.Dup()

@@ -36,6 +36,12 @@ import (
 	"vncedge/proxy/wsframe"
 )
 
+// ending is how a session ended, for its log line, span and recording.
+type ending struct {
+	closeCode   ws.StatusCode
+	closeReason string
+}
+
 // refuse answers a viewer that is not upgraded with an HTTP error, logs the
 // refusal (the session's only log line) and closes the viewer. It returns
 // gnet.None for callers that answer a gnet callback.

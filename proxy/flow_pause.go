@@ -17,6 +17,17 @@ import (
 	"github.com/panjf2000/gnet/v2"
 )
 
+// flowPause is the gnet path's backpressure state: while paused the upstream
+// conn is off the loop and its socket kept open by pausedFD.
+type flowPause struct {
+	paused, pauseReq bool
+	pausedFD         int
+	resumeTimer      *time.Timer
+	resumeDelay      time.Duration
+	resumeBackoff    bool   // resumeDelay is growing: set while paused
+	pauses           uint64 // times the upstream was paused for a slow viewer
+}
+
 // armResume schedules a check of the viewer's outbound from a timer; the check
 // itself runs on the loop.
 //

@@ -8,6 +8,7 @@ package proxy
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -15,6 +16,16 @@ import (
 
 	"vncedge/proxy/wsframe"
 )
+
+// keepalive is a relay's ping and idle state.
+type keepalive struct {
+	// nextCheck (unix ns, 0 = none) is when the ticker runs relayCheck; the
+	// ticker goroutine reads it.
+	nextCheck    atomic.Int64
+	pingsOut     int   // pings sent and not answered
+	lastViewer   int64 // coarse unix ns of the last viewer data
+	lastUpstream int64 // coarse unix ns of the last upstream read
+}
 
 // startChecks arms the ticker's relay checks.
 func (s *session) startChecks() {

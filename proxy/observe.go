@@ -15,7 +15,23 @@ import (
 
 	"vncedge/rfbparse"
 	"vncedge/tracing"
+
+	"go.opentelemetry.io/otel/trace"
 )
+
+// observed is what a session counts and reports.
+type observed struct {
+	bytesUp, bytesDown   uint64 // RFB payload bytes: viewer→server passed, server→viewer
+	framesUp, framesDown uint64
+
+	logged bool // the session's last log line is written
+
+	// Tracing: the session span, its context, and events kept until the end.
+	span   trace.Span
+	spanCx context.Context
+	events tracing.EventLog
+	status int // HTTP status of a refused upgrade
+}
 
 // traceCtx is the session span's context (for children), or Background.
 func (s *session) traceCtx() context.Context {

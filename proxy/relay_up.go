@@ -20,12 +20,9 @@ import (
 // fromViewer feeds viewer bytes through the frame decoder and the RFB stream,
 // then writes what passed to the upstream in one writev.
 func (s *session) fromViewer(buf []byte) {
-	if len(buf) > 0 {
-		s.curLo = uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
-		s.curHi = s.curLo + uintptr(len(buf))
-	}
+	s.batch.begin(buf)
 	err := s.vdec.Feed(buf, (*viewerFrames)(s))
-	s.curLo, s.curHi = 0, 0
+	s.batch.end()
 	if ferr := s.flushUp(); ferr != nil && err == nil {
 		err = ferr
 	}
@@ -113,6 +110,66 @@ const (
 	batchArena = 512 // bytes for frame headers and parser-held bytes per batch
 )
 
+// upBatch collects the upstream-bound writes of one viewer read for one
+// writev. Slices of the viewer's buffer (between begin and end) go in as they
+// are; other bytes (a prefix the parser held across reads, frame headers) are
+// copied to its arena.
+type upBatch struct {
+	iov          [batchIOV][]byte
+	niov, narena int
+	arena        [batchArena]byte
+	lo, hi       uintptr // bounds of the viewer buffer being processed
+}
+
+// begin marks buf, the viewer buffer being processed, as stable until the
+// batch is flushed; end forgets it.
+func (b *upBatch) begin(buf []byte) {
+	if len(buf) > 0 {
+		b.lo = uintptr(unsafe.Pointer(unsafe.SliceData(buf)))
+		b.hi = b.lo + uintptr(len(buf))
+	}
+}
+
+func (b *upBatch) end() { b.lo, b.hi = 0, 0 }
+
+// stable reports whether p lies in the viewer buffer being processed.
+func (b *upBatch) stable(p []byte) bool {
+	a := uintptr(unsafe.Pointer(unsafe.SliceData(p)))
+	return a >= b.lo && a+uintptr(len(p)) <= b.hi
+}
+
+// fits reports whether slices more slices and bytes more arena bytes fit.
+func (b *upBatch) fits(slices, bytes int) bool {
+	return b.niov+slices <= batchIOV && b.narena+bytes <= batchArena
+}
+
+// room is the arena's unused tail, for a header to be put in and kept.
+func (b *upBatch) room() []byte { return b.arena[b.narena:] }
+
+// keep copies p into the arena (within fits) and returns the copy; keep of
+// room()[:n] keeps a header put there in place.
+func (b *upBatch) keep(p []byte) []byte {
+	n := copy(b.arena[b.narena:], p)
+	out := b.arena[b.narena : b.narena+n]
+	b.narena += n
+	return out
+}
+
+// add queues p.
+func (b *upBatch) add(p []byte) {
+	b.iov[b.niov] = p
+	b.niov++
+}
+
+// queued is what is queued, in order.
+func (b *upBatch) queued() [][]byte { return b.iov[:b.niov] }
+
+// reset empties the batch, dropping its references to the viewer's buffer.
+func (b *upBatch) reset() {
+	clear(b.iov[:b.niov])
+	b.niov, b.narena = 0, 0
+}
+
 // upstreamWriter queues the RFB bytes that passed policy for the upstream.
 type upstreamWriter session
 
@@ -127,12 +184,12 @@ func (w *upstreamWriter) Write(b []byte) (int, error) {
 	if s.wsUp {
 		hdr = wsframe.MaxHeaderSize
 	}
-	stable := s.inViewerBuf(b)
+	stable := s.batch.stable(b)
 	room := hdr
 	if !stable {
 		room += len(b)
 	}
-	if s.niov+2 > batchIOV || s.narena+room > batchArena {
+	if !s.batch.fits(2, room) {
 		if err := s.flushUp(); err != nil {
 			return 0, err
 		}
@@ -141,30 +198,19 @@ func (w *upstreamWriter) Write(b []byte) (int, error) {
 		if len(b)+hdr > batchArena { // not from the parser's small arrays: write through
 			return len(b), s.writeUpNow(b)
 		}
-		n := copy(s.arena[s.narena:], b)
-		b = s.arena[s.narena : s.narena+n]
-		s.narena += n
+		b = s.batch.keep(b)
 	}
 	if s.wsUp {
 		// Re-frame as a masked client frame, masking in place: b has been
 		// parsed and is not read again.
 		mask := s.maskRNG.next()
-		n := wsframe.PutHeader(s.arena[s.narena:], ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: mask, Length: int64(len(b))})
-		s.iov[s.niov] = s.arena[s.narena : s.narena+n]
-		s.narena += n
-		s.niov++
+		h := s.batch.room()
+		n := wsframe.PutHeader(h, ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: mask, Length: int64(len(b))})
+		s.batch.add(s.batch.keep(h[:n]))
 		ws.Cipher(b, mask, 0)
 	}
-	s.iov[s.niov] = b
-	s.niov++
+	s.batch.add(b)
 	return len(b), nil
-}
-
-// inViewerBuf reports whether b lies in the viewer buffer being processed,
-// which stays valid until the batch is flushed.
-func (s *session) inViewerBuf(b []byte) bool {
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	return p >= s.curLo && p+uintptr(len(b)) <= s.curHi
 }
 
 // writeUpNow writes b at once, as one frame for ws upstreams (after the batch).
@@ -197,7 +243,8 @@ func (s *session) writeUpNow(b []byte) error {
 
 // flushUp writes the queued batch to the upstream.
 func (s *session) flushUp() error {
-	if s.niov == 0 {
+	q := s.batch.queued()
+	if len(q) == 0 {
 		return nil
 	}
 	if s.up == nil && s.paused {
@@ -205,16 +252,15 @@ func (s *session) flushUp() error {
 	}
 	var err error
 	if s.pump != nil {
-		err = s.pumpWrite(s.iov[:s.niov]...)
+		err = s.pumpWrite(q...)
 	} else if s.up != nil {
-		if s.niov == 1 {
-			_, err = s.up.Write(s.iov[0])
+		if len(q) == 1 {
+			_, err = s.up.Write(q[0])
 		} else {
-			_, err = s.up.Writev(s.iov[:s.niov])
+			_, err = s.up.Writev(q)
 		}
 	}
-	clear(s.iov[:s.niov])
-	s.niov, s.narena = 0, 0
+	s.batch.reset()
 	if err == nil {
 		s.checkUpstreamOut()
 	}

@@ -9,7 +9,6 @@
 package proxy
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -17,15 +16,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
-	"go.opentelemetry.io/otel/trace"
 
 	"vncedge/proxy/record"
 	"vncedge/proxy/upgrade"
 	"vncedge/proxy/wsframe"
 	"vncedge/rfbparse"
-	"vncedge/tracing"
 )
 
 // sessionState is where a session is in its life. It is read and written only
@@ -83,7 +79,8 @@ func (st sessionState) String() string {
 
 // session is one viewer, its upstream and the RFB stream between them. It is
 // the viewer conn's context; the upstream conn's context is an upstreamConn
-// pointing back here.
+// pointing back here. Its fields are the core below and one small part per
+// concern, each defined in the file that works on it.
 type session struct {
 	srv     *Server
 	viewer  gnet.Conn
@@ -95,19 +92,6 @@ type session struct {
 	state   sessionState
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
 	deadline atomic.Int64
-	// nextCheck (unix ns, 0 = none) is when the ticker runs relayCheck:
-	// keepalive pings, idle and maximum-duration limits.
-	nextCheck atomic.Int64
-
-	admitted   bool
-	ipPending  bool               // the per-IP count waits for the real address (caps.go)
-	dialCancel context.CancelFunc // stops the dial or resolve in flight (stDialing)
-	org        string             // organization whose slot this session holds (orgHeld)
-	orgHeld    bool
-	ip         string
-	pingsOut   int   // pings sent and not answered
-	pongOwed   bool  // a pong was queued and the viewer's outbound was not empty after
-	lastViewer int64 // coarse unix ns of the last viewer read
 
 	mode uint8 // modeVNC or modeMessages
 	pair *pair // shared with the viewer's other channel; nil without client_id
@@ -119,65 +103,22 @@ type session struct {
 	req   *upgrade.Request
 	proto string
 	route *Route
-	wsUp  bool
 
 	vdec wsframe.Decoder // viewer frames (we are the server)
-	udec wsframe.Decoder // upstream frames for ws/wss upstreams (we are the client)
 	rfb  *rfbparse.Stream
 	down *rfbparse.ViewFilter // viewer role: the server stream, framed (viewdown.go)
 
-	// Upstream side (upstream_side.go).
-	maskRNG      maskStream // a fresh client mask per frame to ws upstreams
-	bridge       io.Closer  // the wss bridge; closed with the upstream
-	upPongOwed   bool       // a ping from the upstream waits for its pong
-	pongLen      uint8
-	pongBody     [125]byte
-	lastUpstream int64 // coarse unix ns of the last upstream read
-
-	vhdr [wsframe.MaxHeaderSize]byte       // header of a frame to the viewer
-	uhdr [wsframe.MaxHeaderSize]byte       // header of a frame to the upstream
-	vec  [2][]byte                         // writev vector (gnet modifies it in place)
-	ctl  [wsframe.MaxHeaderSize + 125]byte // control frames we send
-
-	// Upstream-bound writes of one viewer read are batched into one writev.
-	// Slices of the viewer's buffer go in as they are; bytes the parser holds
-	// in its own arrays (a prefix split across reads) are copied to arena.
-	iov          [batchIOV][]byte
-	niov, narena int
-	arena        [batchArena]byte
-	curLo, curHi uintptr // bounds of the viewer buffer being processed
-
-	bytesUp, bytesDown   uint64 // RFB payload bytes: viewer→server passed, server→viewer
-	framesUp, framesDown uint64
-	pauses               uint64 // times the upstream was paused for a slow viewer
-
-	// Backpressure: while the viewer's outbound is over the high watermark the
-	// upstream conn is taken off the loop (its socket kept open by pausedFD), so
-	// the kernel window closes on the VNC server; it is enrolled again below the
-	// low watermark.
-	paused, pauseReq bool
-	pausedFD         int
-	resumeTimer      *time.Timer
-	resumeDelay      time.Duration
-	resumeBackoff    bool // resumeDelay is growing: set while paused
-
-	closeCode   ws.StatusCode
-	closeReason string
-	logged      bool
-
-	// Tracing: the session span, its context, and events kept until the end.
-	span   trace.Span
-	spanCx context.Context
-	events tracing.EventLog
-	status int // HTTP status of a refused upgrade
+	admission          // caps.go: the slots this session holds
+	keepalive          // keepalive.go: pings, idle and duration checks
+	wsUpstream         // upstream_side.go: a ws/wss upstream's framing
+	viewerOut          // viewerout.go: frames we write to the viewer
+	batch      upBatch // relay_up.go: upstream-bound writes of one viewer read
+	flowPause          // flow_pause.go: the gnet path's backpressure
+	pumpState          // downpump.go: the splice pump, once started
+	ending             // finish.go: the close code and reason
+	observed           // observe.go: counters, span and log state
 
 	rec *record.Recording // nil unless recorded (proxy/recording.go)
-
-	// pump carries the server stream of a raw-TCP upstream once the RFB
-	// handshake is done (downpump_linux.go); nil before, and on the gnet path.
-	pump       *downPump
-	pumpHalted bool // stopPump ran
-	noPump     bool // a pump could not start: the session stays on gnet
 }
 
 // Channel kinds.
@@ -197,7 +138,8 @@ type upstreamConn struct {
 }
 
 func newSession(srv *Server, c gnet.Conn) *session {
-	s := &session{srv: srv, viewer: c, remote: c.RemoteAddr(), start: time.Now(), pausedFD: -1}
+	s := &session{srv: srv, viewer: c, remote: c.RemoteAddr(), start: time.Now()}
+	s.pausedFD = -1
 	s.deadline.Store(s.start.Add(srv.cfg.HandshakeTimeout).UnixNano())
 	s.vdec = wsframe.Decoder{Role: wsframe.Server, MaxPayload: srv.cfg.MaxFramePayload}
 	s.udec = wsframe.Decoder{Role: wsframe.Client}

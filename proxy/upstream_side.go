@@ -5,9 +5,23 @@ import (
 	"encoding/binary"
 	"io"
 	"time"
+	"vncedge/proxy/wsframe"
 
 	"github.com/gobwas/ws"
 )
+
+// wsUpstream is the client side of a ws or wss upstream: its frames, masks,
+// the wss bridge and the pong we owe it. Unused for raw TCP upstreams.
+type wsUpstream struct {
+	wsUp       bool            // the upstream speaks WebSocket
+	udec       wsframe.Decoder // upstream frames (we are the client)
+	maskRNG    maskStream      // a fresh client mask per frame
+	bridge     io.Closer       // the wss bridge; closed with the upstream
+	upPongOwed bool            // a ping from the upstream waits for its pong
+	pongLen    uint8
+	pongBody   [125]byte
+	uhdr       [wsframe.MaxHeaderSize]byte // header of a frame to the upstream
+}
 
 // maskStream draws the client masks of one session's frames to a ws
 // upstream: a fresh, unpredictable mask per frame (RFC 6455 §5.3) without a

@@ -10,6 +10,14 @@ import (
 	"vncedge/proxy/wsframe"
 )
 
+// viewerOut is the scratch space of frames we write to the viewer.
+type viewerOut struct {
+	vhdr     [wsframe.MaxHeaderSize]byte       // header of a data frame
+	vec      [2][]byte                         // writev vector (gnet modifies it in place)
+	ctl      [wsframe.MaxHeaderSize + 125]byte // control frames
+	pongOwed bool                              // a pong was queued and the outbound was not empty after
+}
+
 // Every byte vncedge queues for a viewer counts against one cap: RFB data
 // (serverBytes), pongs, close frames and message-channel messages. gnet's
 // outbound buffer is unbounded, so the cap is checked after every write; a

@@ -1,5 +1,6 @@
 // session.go defines a viewer session: the session struct that every session_*,
-// relay_*, flow_pause, keepalive, finish and observe file works on, its
+// relay_*, flow_pause, keepalive, finish and observe file works on (a message
+// channel's own part is msgChannel, msgchannel.go), its
 // lifecycle (sessionState, with every transition listed), the upstream conn's
 // context (upstreamConn), newSession, and viewerTraffic, which routes the
 // viewer's bytes by state: to readUpgrade, held while dialing or paused, or to
@@ -38,11 +39,11 @@ import (
 //	stUpgrade → stClosed   reject (from readUpgrade, admitOpen), readProxy (a bad
 //	                       PROXY header), serveWeb (a plain HTTP request, handed
 //	                       to the web server)
-//	stDialing → stRelay    upstreamOpen (VNC channel), openMessages (messages channel)
-//	stDialing → stClosed   reject (answerDialFailure; upstreamOpen or openMessages
-//	                       refusing the pair; openMessages without a client_id),
+//	stDialing → stRelay    upstreamOpen (VNC channel), msgChannel.open (messages channel)
+//	stDialing → stClosed   reject (answerDialFailure; upstreamOpen or msgChannel.open
+//	                       refusing the pair; msgChannel.open without a client_id),
 //	                       refuseAfterUpgrade (--compat)
-//	stDialing → stClosing  endWith, when upstreamOpen or openMessages cannot write the 101
+//	stDialing → stClosing  endWith, when upstreamOpen or msgChannel.open cannot write the 101
 //	stRelay   → stClosing  endWith (end, endDetail, endFrame, endAsyncWith);
 //	                       viewerFrames.OnControl (the viewer's close, echoed);
 //	                       relayCheck (ping timeout); pumpEvent.Run (the pump
@@ -78,9 +79,11 @@ func (st sessionState) String() string {
 	return "sessionState(" + strconv.Itoa(int(st)) + ")"
 }
 
-// session is one viewer, its upstream and the RFB stream between them. It is
-// the viewer conn's context; the upstream conn's context is an upstreamConn
-// pointing back here.
+// session is one viewer connection: for a VNC channel, the viewer, its
+// upstream and the RFB stream between them; for a message channel, the
+// viewer connection core its msgChannel rides on (upgrade, admission,
+// keepalive, close, logs, span). It is the viewer conn's context; the
+// upstream conn's context is an upstreamConn pointing back here.
 type session struct {
 	srv     *Server
 	viewer  gnet.Conn
@@ -106,9 +109,14 @@ type session struct {
 	pongOwed   bool  // a pong was queued and the viewer's outbound was not empty after
 	lastViewer int64 // coarse unix ns of the last viewer read
 
-	mode uint8 // modeVNC or modeMessages
 	pair *pair // shared with the viewer's other channel; nil without client_id
-	msg  *msgState
+	// msg is the message channel this session carries (msgchannel.go); nil
+	// for a VNC channel. Set by readUpgrade when the path names one.
+	msg *msgChannel
+	// data takes the viewer's data frames in stRelay, set when the channel
+	// opens: the RFB stream (vncData, relay_up.go) or the message channel.
+	data      dataSink
+	viewerCap int // the viewer's outbound cap (viewerout.go)
 	// published is the route, readable off the loop (liveness checks).
 	published atomic.Pointer[Route]
 
@@ -177,12 +185,6 @@ type session struct {
 	noPump     bool // a pump could not start: the session stays on gnet
 }
 
-// Channel kinds.
-const (
-	modeVNC = iota
-	modeMessages
-)
-
 // upstreamConn is the upstream conn's context.
 type upstreamConn struct {
 	s       *session
@@ -194,7 +196,8 @@ type upstreamConn struct {
 }
 
 func newSession(srv *Server, c gnet.Conn) *session {
-	s := &session{srv: srv, viewer: c, remote: c.RemoteAddr(), start: time.Now(), pausedFD: -1}
+	s := &session{srv: srv, viewer: c, remote: c.RemoteAddr(), start: time.Now(), pausedFD: -1,
+		viewerCap: srv.cfg.MaxViewerBuffer}
 	s.deadline.Store(s.start.Add(srv.cfg.HandshakeTimeout).UnixNano())
 	s.vdec = wsframe.Decoder{Role: wsframe.Server, MaxPayload: srv.cfg.MaxFramePayload}
 	s.udec = wsframe.Decoder{Role: wsframe.Client}

@@ -26,11 +26,13 @@ const (
 	msgNotAsked      = "no clipboard request is pending"
 )
 
-// startCopy starts a copy for the pair unless one is in flight.
-func (s *session) startCopy(p *pair, tell *session) {
+// startCopy starts a copy for the pair unless one is in flight, from either
+// channel s of the pair; tell is the message channel told when one is (nil:
+// nobody to tell): s's own, or the VNC channel's peer.
+func (s *session) startCopy(p *pair, tell *msgChannel) {
 	if !p.clipBusy.CompareAndSwap(false, true) {
 		if tell != nil {
-			tell.sendMessage(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: msgClipboardBusy}, tell == s)
+			tell.send(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: msgClipboardBusy}, tell.s == s)
 		}
 		return
 	}
@@ -41,11 +43,12 @@ func (s *session) startCopy(p *pair, tell *session) {
 	}()
 }
 
-// startPaste checks and starts a paste from the message channel s.
-func (s *session) startPaste(kind, text string) {
+// startPaste checks and starts a paste from the message channel m.
+func (m *msgChannel) startPaste(kind, text string) {
+	s := m.s
 	p := s.pair
 	fail := func(msg string) {
-		s.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: msg}, true)
+		m.send(outMessage{Kind: "error", FailedKind: kind, Message: msg}, true)
 	}
 	if kind == "ask-for-clipboard-response" {
 		if !s.srv.reg.takeAsk(p, time.Now()) {
@@ -76,7 +79,7 @@ func (r *registry) control(p *pair) rfbparse.Interactor {
 
 // ask records an ask-for-clipboard about to be sent, if the user has
 // control, and returns the message channel to send it to (nil: do not ask).
-func (r *registry) ask(p *pair, now time.Time) *session {
+func (r *registry) ask(p *pair, now time.Time) *msgChannel {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p.control != rfbparse.User || p.msg == nil {

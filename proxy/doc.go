@@ -14,13 +14,21 @@
 // and hands on the passed byte ranges: raw for tcp:// upstreams, re-framed and
 // masked in place for ws:// and wss:// ones. No step allocates per frame.
 //
+// A viewer's second WebSocket, the message channel (JSON text frames:
+// control and clipboard), is a session too, for what every viewer
+// connection has (upgrade, admission, keepalive, close, logs, span), with
+// its own part in a msgChannel (msgchannel.go): it dials nothing, and its
+// data frames go to the msgChannel instead of an RFB stream. The registry
+// pairs it with the VNC channel of the same client_id (registry.go).
+//
 // # One owner per field
 //
-// Every field of a session belongs to its viewer's event loop: it is read and
-// written only in gnet callbacks of the session's two conns and in tasks run
-// with EventLoop().Execute on that loop. Goroutines that work for a session
-// (the dial or resolve goroutine, liveness checks, clipboard calls, the
-// resume timer, the ticker) never touch a session field. What they need is
+// Every field of a session, and of its msgChannel, belongs to its viewer's
+// event loop: it is read and written only in gnet callbacks of the session's
+// two conns and in tasks run with EventLoop().Execute on that loop.
+// Goroutines that work for a session (the dial or resolve goroutine,
+// liveness checks, clipboard calls, the resume timer, the ticker) never touch
+// a session field. What they need is
 // copied for them on the loop when they start (a dialJob: context, span,
 // request, logger; a clipboard call's context and logger), and what they
 // produce goes back through Execute, where the loop checks that the session
@@ -31,10 +39,16 @@
 //   - session.viewer and session.srv are set before the session is shared and
 //     never change; gnet's Conn.EventLoop, AsyncWrite and Close are safe from
 //     any goroutine, RemoteAddr is not (gnet clears it on close).
+//     msgChannel.s, its session, is likewise set before the channel is
+//     shared and never changes. A clipboard goroutine or another channel's
+//     loop that holds a msgChannel (from the registry) sends to it with
+//     send(…, false), which hands the message to the channel's loop through
+//     Execute (messageTask): nothing writes to a channel off its loop.
 //   - session.deadline and session.nextCheck are atomics the ticker reads;
 //     session.published is the route for the liveness checker.
-//   - pair fields are guarded by registry.mu, pair.lastCutText is an atomic,
-//     and a pair's clipboard client has its own mutex.
+//   - pair fields (its vnc *session and msg *msgChannel among them) are
+//     guarded by registry.mu, pair.lastCutText is an atomic, and a pair's
+//     clipboard client has its own mutex.
 //   - Server counters and caps are atomics or guarded by Server.mu.
 //   - A down pump's goroutine owns the write side of the viewer socket and
 //     the read side of the upstream socket while it runs; it shares with

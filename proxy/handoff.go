@@ -166,7 +166,7 @@ func messagesResolved(s *session, r *dialResult) {
 		s.answerDialFailure(r.fail)
 		return
 	}
-	s.openMessages(r.route)
+	s.msg.open(r.route)
 }
 
 // endDial cancels a dial in flight when the viewer leaves, on the loop.

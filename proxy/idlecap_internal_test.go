@@ -21,8 +21,8 @@ func TestIdlePairCapPerOrg(t *testing.T) {
 		return &Route{Kind: "task", ID: "t1", Organization: org, ClientID: id, Control: rfbparse.User}
 	}
 	open := func(org, id string) *session {
-		s := &session{mode: modeMessages}
-		p, _, _, ok := r.attach(s, route(org, id))
+		s := &session{}
+		p, _, _, ok := r.attachMessages(&msgChannel{s: s}, route(org, id))
 		if !ok {
 			t.Fatalf("attach %s/%s refused", org, id)
 		}

@@ -1,21 +1,23 @@
+// messages.go holds the message channel's protocol and the clipboard: the
+// messages a page sends and gets (inMessage, outMessage), a pair's DevTools
+// client (clipboard), the copy and paste calls run off the loop, and the VNC
+// channel's side of a change of control (controlChange) and of clipboard
+// shortcuts (onEvents). The channel itself, msgChannel, is in msgchannel.go.
+
 package proxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
-	"log/slog"
-
 	"github.com/panjf2000/gnet/v2"
-	"github.com/valyala/bytebufferpool"
 	"go.opentelemetry.io/otel/attribute"
 
-	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
 	"vncedge/tracing"
 )
@@ -79,12 +81,6 @@ func (c *clipboard) get(newClient func(url string, h http.Header) ClipboardClien
 
 func (c *clipboard) close() { c.reset("", nil) }
 
-// msgState is the message channel's part of a session.
-type msgState struct {
-	buf     *bytebufferpool.ByteBuffer // the message being assembled; pooled between messages
-	discard bool                       // the message being received is over the limit
-}
-
 // inMessage is a message from the page.
 type inMessage struct {
 	Kind string  `json:"kind"`
@@ -99,155 +95,12 @@ type outMessage struct {
 	Message    string  `json:"message,omitempty"`
 }
 
-// resolveMessages runs off the loop for a message channel: authenticate and
-// resolve the session (nothing is dialed), then open the channel on the loop
-// (messagesResolved). Like dial, it reads no session field.
-func (j *dialJob) resolveMessages() {
-	defer j.cancel()
-	route, err := j.srv.cfg.Resolver.Resolve(j.ctx, j.req)
-	if err != nil {
-		j.finish(failResult(resolveStatus(&j.srv.cfg, err, j.req)), messagesResolved)
-		return
-	}
-	j.srv.vetCDP(route)
-	r := &dialResult{route: route}
-	if he := j.takeOrg(r); he != nil {
-		j.finish(failResult(he), messagesResolved)
-		return
-	}
-	j.finish(r, messagesResolved)
-}
-
-// openMessages answers 101 and pairs the channel, on the loop.
-func (s *session) openMessages(rt *Route) {
-	if s.state != stDialing {
-		return
-	}
-	if rt.ClientID == "" {
-		s.refuse(&upgrade.Error{Status: http.StatusBadRequest, Message: "client_id is required"})
-		return
-	}
-	p, replaced, control, ok := s.srv.reg.attach(s, rt)
-	if !ok {
-		s.refuse(pairRefusal)
-		return
-	}
-	s.route, s.pair, s.msg = rt, p, &msgState{}
-	s.vdec.AllowText = true
-	s.vdec.MaxPayload = maxMessage
-	if _, err := s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto)); err != nil {
-		s.end(reasonViewerWriteFailed)
-		return
-	}
-	s.state = stRelay
-	s.publish()
-	s.logStart()
-	s.startChecks()
-	if replaced != nil {
-		replaced.endAsync(reasonReplaced)
-	}
-	s.sendMessage(outMessage{Kind: "interactor", Interactor: s.srv.reg.shownControl(p, rt.Role, control).String()}, true)
-	s.drainViewer()
-}
-
-// onMessageData assembles message-channel frames into messages.
-func (s *session) onMessageData(p []byte, fin bool) {
-	m := s.msg
-	if m.buf == nil {
-		m.buf = bytebufferpool.Get()
-	}
-	if !m.discard {
-		if m.buf.Len()+len(p) > maxMessage {
-			m.discard = true
-			m.buf.Reset()
-		} else {
-			_, _ = m.buf.Write(p)
-		}
-	}
-	if !fin {
-		return
-	}
-	if m.discard {
-		m.discard = false
-		bytebufferpool.Put(m.buf)
-		m.buf = nil
-		s.sendMessage(outMessage{Kind: "error", Message: "message too large"}, true)
-		return
-	}
-	var in inMessage
-	err := json.Unmarshal(m.buf.B, &in)
-	bytebufferpool.Put(m.buf) // idle channels hold no buffer; the pool calibrates sizes
-	m.buf = nil
-	if err != nil {
-		s.sendMessage(outMessage{Kind: "error", Message: "bad JSON message"}, true)
-		return
-	}
-	s.handleMessage(&in)
-}
-
-func (s *session) handleMessage(in *inMessage) {
-	reg, p := s.srv.reg, s.pair
-	if s.refuseByRole(in.Kind) {
-		return
-	}
-	switch in.Kind {
-	case "take-control", "cede-control":
-		defer reg.notifyWatchers(p)
-		to := rfbparse.User
-		if in.Kind == "cede-control" {
-			to = rfbparse.Agent
-		}
-		if reg.control(p) != to { // a flood of take-control logs once
-			s.logger().Info("control changed", "to", to.String())
-		}
-		if vnc := reg.setControl(p, to); vnc != nil {
-			// The confirmation goes out once the VNC channel applied it.
-			err := vnc.viewer.EventLoop().Execute(context.Background(), &controlChange{s: vnc, to: to, confirm: s})
-			if err == nil {
-				return
-			}
-		}
-		s.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, true)
-	case "clipboard-copy":
-		s.startCopy(p, s)
-	case "clipboard-paste", "ask-for-clipboard-response":
-		if in.Text == nil {
-			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text is required"}, true)
-			return
-		}
-		if len(*in.Text) > MaxClipboardText {
-			s.sendMessage(outMessage{Kind: "error", FailedKind: in.Kind, Message: "text over 1 MiB"}, true)
-			return
-		}
-		s.startPaste(in.Kind, *in.Text)
-	default:
-		kind := in.Kind
-		if len(kind) > 64 { // echoed: a peer's 1 MiB kind is not worth 1 MiB of reply
-			kind = kind[:64]
-		}
-		s.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: "unknown message kind"}, true)
-	}
-}
-
-// sendMessage writes a JSON text frame to a message channel; onLoop says
-// whether the caller runs on the channel's loop (else it is handed there).
-// Either way it counts against the channel's outbound cap (viewerout.go).
-func (s *session) sendMessage(m outMessage, onLoop bool) {
-	if !onLoop {
-		s.postMessage(&m)
-		return
-	}
-	if body := messageFrame(&m); body != nil {
-		s.writeMessage(body)
-	}
-}
-
 // controlChange applies a change of control to a VNC channel, on its loop:
 // keys and buttons the user still holds are released on the server.
 type controlChange struct {
 	s       *session
 	to      rfbparse.Interactor
-	confirm *session // message channel to confirm to
+	confirm *msgChannel // message channel to confirm to
 }
 
 func (c *controlChange) Run(context.Context) error {
@@ -261,7 +114,7 @@ func (c *controlChange) Run(context.Context) error {
 		}
 	}
 	if c.confirm != nil {
-		c.confirm.sendMessage(outMessage{Kind: "interactor", Interactor: c.to.String()}, false)
+		c.confirm.send(outMessage{Kind: "interactor", Interactor: c.to.String()}, false)
 	}
 	return nil
 }
@@ -286,7 +139,7 @@ func (s *session) onEvents(ev rfbparse.Event) {
 	}
 	if ev&rfbparse.EventPaste != 0 && time.Since(time.Unix(0, p.lastCutText.Load())) > pasteAfterCutText {
 		if msg := s.srv.reg.ask(p, time.Now()); msg != nil { // only while the user has control
-			msg.sendMessage(outMessage{Kind: "ask-for-clipboard"}, false)
+			msg.send(outMessage{Kind: "ask-for-clipboard"}, false)
 		}
 	}
 }
@@ -316,10 +169,10 @@ func (srv *Server) copyText(tctx context.Context, log *slog.Logger, p *pair, rel
 	release()
 	if err != nil {
 		log.Warn("clipboard copy failed", "err", tracing.Redact(err.Error()))
-		msg.sendMessage(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: "could not read the selection"}, false)
+		msg.send(outMessage{Kind: "error", FailedKind: "clipboard-copy", Message: "could not read the selection"}, false)
 		return
 	}
-	msg.sendMessage(outMessage{Kind: "copied-text", Text: &text}, false)
+	msg.send(outMessage{Kind: "copied-text", Text: &text}, false)
 }
 
 // pasteText types text into the remote page (off loop).
@@ -337,7 +190,7 @@ func (srv *Server) pasteText(tctx context.Context, log *slog.Logger, p *pair, ki
 	if err != nil {
 		log.Warn("clipboard paste failed", "err", tracing.Redact(err.Error()))
 		if _, msg := srv.reg.peers(p); msg != nil {
-			msg.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: "could not paste"}, false)
+			msg.send(outMessage{Kind: "error", FailedKind: kind, Message: "could not paste"}, false)
 		}
 	}
 }

@@ -109,15 +109,11 @@ func (s *session) logEnd(err error) {
 		"close_reason", s.closeReason,
 		"bytes_up", s.bytesUp, "bytes_down", bytesDown,
 		"frames_up", s.framesUp, "frames_down", framesDown, "pauses", s.pauses,
-	}
-	if s.mode == modeMessages {
-		attrs = append(attrs, "channel", "messages")
-	} else {
-		attrs = append(attrs, "channel", "vnc")
+		"channel", s.channel(),
 	}
 	if r := s.route; r != nil {
 		attrs = append(attrs, "kind", r.Kind, "id", r.ID, "organization", r.Organization, "client_id", r.ClientID)
-		if r.Upstream != nil && s.mode == modeVNC { // scheme and host only: never credentials
+		if r.Upstream != nil && s.msg == nil { // a VNC channel's: scheme and host only, never credentials
 			attrs = append(attrs, "upstream", upstreamName(r.Upstream))
 		}
 	}

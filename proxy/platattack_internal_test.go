@@ -22,8 +22,8 @@ func TestPlatAttackIdlePairsUnbounded(t *testing.T) {
 	r := newRegistry()
 	pad := strings.Repeat("x", 7<<10)
 	for i := 0; i < 5000; i++ {
-		s := &session{mode: modeMessages}
-		p, _, _, ok := r.attach(s, &Route{Kind: "browser_session", ID: "pbs_1", Organization: "o1",
+		s := &session{}
+		p, _, _, ok := r.attachMessages(&msgChannel{s: s}, &Route{Kind: "browser_session", ID: "pbs_1", Organization: "o1",
 			ClientID: pad + strconv.Itoa(i), Control: rfbparse.Agent, Role: RoleViewer})
 		if !ok {
 			continue // refused: holds nothing

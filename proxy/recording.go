@@ -5,8 +5,8 @@ import (
 	"vncedge/rfbparse"
 )
 
-// Session recording hooks (issue 17). Each is one line in session.go or
-// messages.go; all the work is in proxy/record, and the loop-side calls
+// Session recording hooks (issue 17), of VNC channels only. Each is one line
+// where listed below; all the work is in proxy/record, and the loop-side calls
 // never block or allocate per frame:
 //
 //	recStart  upstreamOpen, once the relay starts
@@ -14,14 +14,15 @@ import (
 //	recInput  upstreamWriter.Write, viewer bytes that passed policy
 //	recPolicy viewerFrames.OnData, after the policy ran
 //	recNote   controlChange.Run, a change of control
-//	recEnd    viewerClosed, the close code and reason
+//	recEnd    finish, the close code and reason
 
 // recStart opens the session's recording when the server records and the
-// route does not opt out (Route.Record).
+// route does not opt out (Route.Record). Only VNC channels open one
+// (upstreamOpen).
 func (s *session) recStart() {
 	rc := s.srv.cfg.Recorder
 	rt := s.route
-	if rc == nil || rt == nil || s.mode != modeVNC || (rt.Record != nil && !*rt.Record) {
+	if rc == nil || rt == nil || (rt.Record != nil && !*rt.Record) {
 		return
 	}
 	h := record.Header{Kind: rt.Kind, ID: rt.ID, Organization: rt.Organization, ClientID: rt.ClientID,

@@ -19,7 +19,8 @@ type pair struct {
 
 	// Guarded by registry.mu.
 	org        string
-	vnc, msg   *session
+	vnc        *session
+	msg        *msgChannel
 	control    rfbparse.Interactor
 	controlSet bool
 	idleSince  time.Time // both channels gone since; swept after ControlGrace
@@ -49,18 +50,42 @@ type registry struct {
 
 func newRegistry() *registry { return &registry{pairs: map[channelKey]*pair{}} }
 
-// attach registers s (a VNC or message channel of route rt) and returns its
-// pair, the channel of the same kind it replaces (to be closed with
-// "replaced"), and who has control. It fails when the pair belongs to another
-// organization, or has a live channel of another role (roles.go).
-func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, control rfbparse.Interactor, ok bool) {
-	if len(rt.ClientID) > MaxClientIDLen {
-		return nil, nil, 0, false // resolvers refuse it first (idlecap.go)
-	}
-	key := channelKey{rt.ClientID, rt.Kind, rt.ID}
+// attachVNC registers s, a VNC channel of route rt, and returns its pair,
+// the VNC channel it replaces (to be closed with "replaced"), and who has
+// control. It fails as join does.
+func (r *registry) attachVNC(s *session, rt *Route) (p *pair, replaced *session, control rfbparse.Interactor, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	p = r.pairs[key]
+	if p = r.join(rt); p == nil {
+		return nil, nil, 0, false
+	}
+	replaced, p.vnc, p.role = p.vnc, s, rt.Role
+	return p, replaced, p.control, true
+}
+
+// attachMessages registers m, a message channel of route rt, and returns
+// its pair, the message channel it replaces (to be closed with "replaced"),
+// and who has control. It fails as join does.
+func (r *registry) attachMessages(m *msgChannel, rt *Route) (p *pair, replaced *msgChannel, control rfbparse.Interactor, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p = r.join(rt); p == nil {
+		return nil, nil, 0, false
+	}
+	replaced, p.msg, p.msgRole = p.msg, m, rt.Role
+	return p, replaced, p.control, true
+}
+
+// join returns the pair a channel of route rt attaches to, made if needed,
+// with its control and CDP endpoint set from rt; the caller holds r.mu and
+// puts the channel in. It is nil when the pair belongs to another
+// organization, or has a live channel of another role (roles.go).
+func (r *registry) join(rt *Route) *pair {
+	if len(rt.ClientID) > MaxClientIDLen {
+		return nil // resolvers refuse it first (idlecap.go)
+	}
+	key := channelKey{rt.ClientID, rt.Kind, rt.ID}
+	p := r.pairs[key]
 	if p != nil && p.vnc == nil && p.msg == nil && p.org != rt.Organization {
 		// An idle pair taken over by another organization starts fresh:
 		// nothing of the previous one (control state, a pending ask, its
@@ -76,7 +101,7 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 		r.index(p)
 	}
 	if p.org != rt.Organization || !roleFits(p, rt.Role) {
-		return nil, nil, 0, false
+		return nil
 	}
 	r.unmarkIdle(p) // in use again (idlecap.go)
 	if !p.controlSet {
@@ -86,15 +111,11 @@ func (r *registry) attach(s *session, rt *Route) (p *pair, replaced *session, co
 		p.cdpURL = rt.CDPURL
 		p.clip.reset(rt.CDPURL, rt.CDPHeader)
 	}
-	if s.mode == modeMessages {
-		replaced, p.msg, p.msgRole = p.msg, s, rt.Role
-	} else {
-		replaced, p.vnc, p.role = p.vnc, s, rt.Role
-	}
-	return p, replaced, p.control, true
+	return p
 }
 
-// detach forgets s; the pair's control state stays for ControlGrace.
+// detach forgets s, a VNC channel or a message channel's session; the pair's
+// control state stays for ControlGrace.
 func (r *registry) detach(s *session) {
 	p := s.pair
 	if p == nil {
@@ -105,7 +126,7 @@ func (r *registry) detach(s *session) {
 	if p.vnc == s {
 		p.vnc = nil
 	}
-	if p.msg == s {
+	if p.msg != nil && p.msg.s == s { // msgChannel.s never changes
 		p.msg = nil
 	}
 	if p.vnc == nil && p.msg == nil {
@@ -127,7 +148,7 @@ func (r *registry) setControl(p *pair, i rfbparse.Interactor) *session {
 }
 
 // peers returns the pair's current channels.
-func (r *registry) peers(p *pair) (vnc, msg *session) {
+func (r *registry) peers(p *pair) (vnc *session, msg *msgChannel) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return p.vnc, p.msg

@@ -54,10 +54,22 @@ func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, fin bool) error {
 	}
 	s.framesUp++
 	s.lastViewer = s.srv.now.Load() // data, not pongs, keeps a session from idling
-	if s.mode == modeMessages {
-		s.onMessageData(p, fin)
-		return nil
-	}
+	s.data.onData(p, fin)
+	return nil
+}
+
+// dataSink takes the payload of the viewer's data frames, on the loop in
+// stRelay: the channel's own use of them (session.data).
+type dataSink interface {
+	onData(p []byte, fin bool)
+}
+
+// vncData is a VNC channel's dataSink: frames are a byte stream for the RFB
+// policy stream, and what passes goes upstream.
+type vncData session
+
+func (v *vncData) onData(p []byte, _ bool) {
+	s := (*session)(v)
 	if err := s.rfb.Feed(p, (*upstreamWriter)(s)); err != nil {
 		// End the session here rather than fail the decoder: the frame
 		// stream is intact and must still carry the viewer's close reply.
@@ -67,13 +79,12 @@ func (v *viewerFrames) OnData(_ ws.OpCode, p []byte, fin bool) error {
 		} else {
 			s.end(reasonUpstreamWriteFailed)
 		}
-		return nil
+		return
 	}
 	if ev := s.rfb.TakeEvents(); ev != 0 {
 		s.onEvents(ev)
 	}
 	s.recPolicy()
-	return nil
 }
 
 func (v *viewerFrames) OnControl(op ws.OpCode, payload []byte) error {

@@ -72,21 +72,22 @@ func roleControl(r Role, i rfbparse.Interactor) rfbparse.Interactor {
 	return i
 }
 
-// refuseByRole answers a message-channel message a viewer-role channel may
-// not send, on its loop, and reports whether it did.
-func (s *session) refuseByRole(kind string) bool {
+// refuseByRole answers a message a viewer-role message channel may not
+// send, on its loop, and reports whether it did.
+func (m *msgChannel) refuseByRole(kind string) bool {
+	s := m.s
 	if s.route == nil || s.route.Role != RoleViewer {
 		return false
 	}
 	switch kind {
 	case "cede-control": // nothing to cede: say who drives
 		to := s.srv.reg.shownControl(s.pair, RoleViewer, rfbparse.Agent)
-		s.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, true)
+		m.send(outMessage{Kind: "interactor", Interactor: to.String()}, true)
 		return true
 	case "take-control":
-		s.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: "viewer role cannot take control"}, true)
+		m.send(outMessage{Kind: "error", FailedKind: kind, Message: "viewer role cannot take control"}, true)
 	case "clipboard-copy", "clipboard-paste", "ask-for-clipboard-response":
-		s.sendMessage(outMessage{Kind: "error", FailedKind: kind, Message: "viewer role cannot use the clipboard"}, true)
+		m.send(outMessage{Kind: "error", FailedKind: kind, Message: "viewer role cannot use the clipboard"}, true)
 	default:
 		return false
 	}
@@ -187,7 +188,7 @@ func (r *registry) notifyWatchers(p *pair) {
 		return // nothing new (watchers open with the agent unless told)
 	}
 	sp.shown[p.org] = to
-	var watchers []*session
+	var watchers []*msgChannel
 	for q := range sp.pairs {
 		if q.org == p.org && q.msg != nil && q.msgRole == RoleViewer {
 			watchers = append(watchers, q.msg)
@@ -195,7 +196,7 @@ func (r *registry) notifyWatchers(p *pair) {
 	}
 	r.mu.Unlock()
 	for _, w := range watchers {
-		w.sendMessage(outMessage{Kind: "interactor", Interactor: to.String()}, false)
+		w.send(outMessage{Kind: "interactor", Interactor: to.String()}, false)
 	}
 }
 

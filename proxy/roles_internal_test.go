@@ -11,18 +11,25 @@ import (
 // index, which forgets swept pairs (no growth with viewers that come and go).
 func TestRegistrySessionIndex(t *testing.T) {
 	r := newRegistry()
-	attach := func(mode uint8, client, id string, role Role, ctl rfbparse.Interactor) (*session, *pair) {
-		s := &session{mode: mode}
-		p, _, _, ok := r.attach(s, &Route{Kind: "task", ID: id, Organization: "o1", ClientID: client, Control: ctl, Role: role})
+	attach := func(msg bool, client, id string, role Role, ctl rfbparse.Interactor) (*session, *pair) {
+		s := &session{}
+		rt := &Route{Kind: "task", ID: id, Organization: "o1", ClientID: client, Control: ctl, Role: role}
+		var p *pair
+		var ok bool
+		if msg {
+			p, _, _, ok = r.attachMessages(&msgChannel{s: s}, rt)
+		} else {
+			p, _, _, ok = r.attachVNC(s, rt)
+		}
 		if !ok {
 			t.Fatal("attach refused")
 		}
 		s.pair = p
 		return s, p
 	}
-	ctlVNC, ctl := attach(modeVNC, "c", "t1", RoleController, rfbparse.User)
-	_, watcher := attach(modeMessages, "w", "t1", RoleViewer, rfbparse.Agent)
-	other, _ := attach(modeVNC, "o", "t2", RoleController, rfbparse.User)
+	ctlVNC, ctl := attach(false, "c", "t1", RoleController, rfbparse.User)
+	_, watcher := attach(true, "w", "t1", RoleViewer, rfbparse.Agent)
+	other, _ := attach(false, "o", "t2", RoleController, rfbparse.User)
 	if got := r.shownControl(watcher, RoleViewer, rfbparse.Agent); got != rfbparse.User {
 		t.Errorf("watcher of t1 sees %v, want user (c drives)", got)
 	}

@@ -1,7 +1,8 @@
 // session.go defines a viewer session: the session struct that every session_*,
-// relay_*, flow_pause, keepalive, finish and observe file works on, its
-// lifecycle (sessionState, with every transition listed; finish.go is the way
-// out), the upstream conn's
+// relay_*, flow_pause, keepalive, finish and observe file works on (a message
+// channel's own part is msgChannel, msgchannel.go), its lifecycle
+// (sessionState, with every transition listed; finish.go is the way out), the
+// upstream conn's
 // context (upstreamConn), newSession, and viewerTraffic, which routes the
 // viewer's bytes by state: to readUpgrade, held while dialing or paused, or to
 // the relay (fromViewer).
@@ -34,10 +35,10 @@ import (
 //
 //	stUpgrade → stDialing  readUpgrade: a valid request head, the dial (or the
 //	                       messages channel's resolve) starts off the loop
-//	stDialing → stRelay    upstreamOpen (VNC channel), openMessages (messages channel)
+//	stDialing → stRelay    upstreamOpen (VNC channel), msgChannel.open (messages channel)
 //	stUpgrade,             refuse: an HTTP error (readUpgrade, admitOpen,
 //	stDialing → stClosed   answerDialFailure, a pair refused by upstreamOpen or
-//	                       openMessages); refuseAfterUpgrade (--compat); drop (a
+//	                       msgChannel.open); refuseAfterUpgrade (--compat); drop (a
 //	                       bad PROXY header, early data over the limit, the
 //	                       upgrade's deadline, server shutdown); serveWeb (a
 //	                       plain HTTP request, handed to the web server)
@@ -77,10 +78,13 @@ func (st sessionState) String() string {
 	return "sessionState(" + strconv.Itoa(int(st)) + ")"
 }
 
-// session is one viewer, its upstream and the RFB stream between them. It is
-// the viewer conn's context; the upstream conn's context is an upstreamConn
-// pointing back here. Its fields are the core below and one small part per
-// concern, each defined in the file that works on it.
+// session is one viewer connection: for a VNC channel, the viewer, its
+// upstream and the RFB stream between them; for a message channel, the
+// viewer connection core its msgChannel rides on (upgrade, admission,
+// keepalive, close, logs, span). It is the viewer conn's context; the
+// upstream conn's context is an upstreamConn pointing back here. Its fields
+// are the core below and one small part per concern, each defined in the
+// file that works on it.
 type session struct {
 	srv     *Server
 	viewer  gnet.Conn
@@ -93,9 +97,14 @@ type session struct {
 	// deadline (unix ns, 0 = none) is read by the ticker goroutine.
 	deadline atomic.Int64
 
-	mode uint8 // modeVNC or modeMessages
 	pair *pair // shared with the viewer's other channel; nil without client_id
-	msg  *msgState
+	// msg is the message channel this session carries (msgchannel.go); nil
+	// for a VNC channel. Set by readUpgrade when the path names one.
+	msg *msgChannel
+	// data takes the viewer's data frames in stRelay, set when the channel
+	// opens: the RFB stream (vncData, relay_up.go) or the message channel.
+	data      dataSink
+	viewerCap int // the viewer's outbound cap (viewerout.go)
 	// published is the route, readable off the loop (liveness checks).
 	published atomic.Pointer[Route]
 
@@ -121,12 +130,6 @@ type session struct {
 	rec *record.Recording // nil unless recorded (proxy/recording.go)
 }
 
-// Channel kinds.
-const (
-	modeVNC = iota
-	modeMessages
-)
-
 // upstreamConn is the upstream conn's context.
 type upstreamConn struct {
 	s       *session
@@ -140,6 +143,7 @@ type upstreamConn struct {
 func newSession(srv *Server, c gnet.Conn) *session {
 	s := &session{srv: srv, viewer: c, remote: c.RemoteAddr(), start: time.Now()}
 	s.pausedFD = -1
+	s.viewerCap = srv.cfg.MaxViewerBuffer
 	s.deadline.Store(s.start.Add(srv.cfg.HandshakeTimeout).UnixNano())
 	s.vdec = wsframe.Decoder{Role: wsframe.Server, MaxPayload: srv.cfg.MaxFramePayload}
 	s.udec = wsframe.Decoder{Role: wsframe.Client}

@@ -74,7 +74,7 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	s.req, s.proto, s.state = req, proto, stDialing
 	s.deadline.Store(0) // the dial has its own timeout
 	if ch, _, _, ok := ParseStreamPath(req.Path); ok && ch == "messages" {
-		s.mode = modeMessages
+		newMsgChannel(s)
 		go s.newDialJob().resolveMessages()
 		return gnet.None
 	}
@@ -179,7 +179,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	control := rt.Control
 	var replaced *session
 	if rt.ClientID != "" {
-		p, old, ctl, ok := s.srv.reg.attach(s, rt)
+		p, old, ctl, ok := s.srv.reg.attachVNC(s, rt)
 		if !ok {
 			s.refuse(pairRefusal)
 			return gnet.Close // the upstream conn
@@ -188,6 +188,7 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		s.srv.reg.notifyWatchers(p) // a controller back in control drives again (roles.go)
 	}
 	s.rfb = newRoleStream(s.srv.cfg.Policy, rt.Role, control)
+	s.data = (*vncData)(s)
 	s.shareKeys() // one keyboard per VNC server (desktop.go)
 	s.down = newViewDown(rt.Role)
 	ua := s.req.UserAgent

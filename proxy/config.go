@@ -74,6 +74,17 @@ type Config struct {
 	// frame it sends; default 1 MiB (the kernel may give less: fs.pipe-max-size,
 	// fs.pipe-user-pages-soft).
 	SplicePipeSize int
+	// ViewerNotSentLowat is TCP_NOTSENT_LOWAT on a spliced session's viewer
+	// socket: the pump splices more only once fewer bytes than this are
+	// unsent there, so bytes wait in the pipe and the upstream's window, not
+	// in the viewer's socket, while its send buffer still grows for the
+	// bytes in flight. Default 128 KiB; negative: off (the kernel's default).
+	ViewerNotSentLowat int
+	// UpstreamRecvBuffer, if positive, is SO_RCVBUF of upstream TCP sockets,
+	// set before they connect: a bound on what the kernel holds from each
+	// VNC server, instead of its autotuning up to net.ipv4.tcp_rmem's
+	// maximum. The kernel caps it at net.core.rmem_max. Default 0 (autotuning).
+	UpstreamRecvBuffer int
 	// UpstreamIdleTimeout closes a session whose upstream sent nothing for
 	// this long (1001 upstream-idle); 0: off.
 	UpstreamIdleTimeout time.Duration
@@ -138,23 +149,24 @@ type Config struct {
 // other front ends take their defaults from here.
 func DefaultConfig() Config {
 	c := Config{
-		DialTimeout:      10 * time.Second,
-		HandshakeTimeout: 10 * time.Second,
-		CloseTimeout:     3 * time.Second,
-		MaxFramePayload:  1 << 20,
-		MaxViewerBuffer:  64 << 20,
-		ViewerHighWater:  1 << 20,
-		MaxEarlyBytes:    64 << 10,
-		MaxPausedInput:   rfbparse.DefaultMaxCutText + 1<<20,
-		SplicePipeSize:   1 << 20,
-		ForwardedHeader:  "x-forwarded-for",
-		LivenessPeriod:   5 * time.Second,
-		ControlGrace:     5 * time.Minute,
-		ClipboardTimeout: 5 * time.Second,
-		PingInterval:     20 * time.Second,
-		Loops:            runtime.GOMAXPROCS(0),
-		MaxConns:         defaultMaxConns(),
-		Logger:           slog.Default(),
+		DialTimeout:        10 * time.Second,
+		HandshakeTimeout:   10 * time.Second,
+		CloseTimeout:       3 * time.Second,
+		MaxFramePayload:    1 << 20,
+		MaxViewerBuffer:    64 << 20,
+		ViewerHighWater:    1 << 20,
+		MaxEarlyBytes:      64 << 10,
+		MaxPausedInput:     rfbparse.DefaultMaxCutText + 1<<20,
+		SplicePipeSize:     1 << 20,
+		ViewerNotSentLowat: 128 << 10,
+		ForwardedHeader:    "x-forwarded-for",
+		LivenessPeriod:     5 * time.Second,
+		ControlGrace:       5 * time.Minute,
+		ClipboardTimeout:   5 * time.Second,
+		PingInterval:       20 * time.Second,
+		Loops:              runtime.GOMAXPROCS(0),
+		MaxConns:           defaultMaxConns(),
+		Logger:             slog.Default(),
 	}
 	// The defaults that follow other fields, as setDefaults derives them.
 	c.MaxUpstreamBuffer = c.MaxViewerBuffer
@@ -220,6 +232,9 @@ func (c *Config) setDefaults() {
 	}
 	defInt(&c.MaxPausedInput, d.MaxPausedInput)
 	defInt(&c.SplicePipeSize, d.SplicePipeSize)
+	if c.ViewerNotSentLowat == 0 {
+		c.ViewerNotSentLowat = d.ViewerNotSentLowat
+	}
 	defInt(&c.MaxEarlyBytes, d.MaxEarlyBytes)
 	if c.ForwardedHeader == "" {
 		c.ForwardedHeader = d.ForwardedHeader

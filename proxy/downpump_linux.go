@@ -100,6 +100,10 @@ func newDownPump(s *session, upFD, viewerFD, pipeSize int) (*downPump, error) {
 		_ = syscall.Close(viewerFD)
 		return nil, err
 	}
+	if n := s.srv.cfg.ViewerNotSentLowat; n > 0 {
+		// Not a TCP socket for a TLS viewer (its bridge's socketpair): no limit.
+		_ = unix.SetsockoptInt(viewerFD, unix.IPPROTO_TCP, unix.TCP_NOTSENT_LOWAT, n)
+	}
 	vw, err := fileSock(viewerFD, "vncedge-viewer")
 	if err != nil {
 		up.Close()

@@ -105,7 +105,7 @@ func (j *dialJob) dial() {
 	}
 	began := time.Now()
 	j.srv.vetCDP(route)
-	conn, early, br, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing, &j.srv.conns, j.srv.guard)
+	conn, early, br, err := dialUpstream(dialCtx, route, cfg.UpstreamTLS, cfg.Tracing, &j.srv.conns, j.srv.guard, cfg.UpstreamRecvBuffer)
 	if tr := cfg.Tracing; tr != nil {
 		tr.DialLatency(time.Since(began), err == nil)
 		tracing.EndChild(dialSpan, err)

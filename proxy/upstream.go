@@ -33,8 +33,9 @@ import (
 // The response head is read through a limit (MaxResponseHead); route headers
 // go only where SafeHeaders allows. For wss the returned io.Closer ends the
 // bridge (both goroutines, the TLS conn and the socketpair); its two extra
-// sockets count in conns while it lives.
-func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider, conns *atomic.Int64, guard *destGuard) (net.Conn, []byte, io.Closer, error) {
+// sockets count in conns while it lives. recvBuf > 0 sets the TCP socket's
+// SO_RCVBUF before it connects (Config.UpstreamRecvBuffer).
+func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *tracing.Provider, conns *atomic.Int64, guard *destGuard, recvBuf int) (net.Conn, []byte, io.Closer, error) {
 	u := rt.Upstream
 	if u.Scheme == "unix" { // the operator's --unix-target (ParseTarget; resolvers cannot name one)
 		var d net.Dialer
@@ -47,7 +48,7 @@ func dialUpstream(ctx context.Context, rt *Route, tlsConf *tls.Config, tr *traci
 	if err := guard.checkURL(u); err != nil {
 		return nil, nil, nil, fmt.Errorf("dial %s: %w", u.Redacted(), err)
 	}
-	control := guard.control(u.Hostname()) // every address connected to is checked
+	control := withRecvBuffer(guard.control(u.Hostname()), recvBuf) // every address connected to is checked
 	switch u.Scheme {
 	case "tcp":
 		d := net.Dialer{Control: control}
@@ -242,4 +243,23 @@ func fileConn(fd int) (net.Conn, error) {
 		return nil, fmt.Errorf("socketpair conn: %w", err)
 	}
 	return c, nil
+}
+
+// withRecvBuffer sets SO_RCVBUF to n (if n > 0) on the socket before control
+// checks it. A fixed receive buffer turns off the kernel's autotuning for the
+// socket, and the kernel caps it at net.core.rmem_max.
+func withRecvBuffer(control func(network, address string, c syscall.RawConn) error, n int) func(string, string, syscall.RawConn) error {
+	if n <= 0 {
+		return control
+	}
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, n) }); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("set SO_RCVBUF: %w", serr)
+		}
+		return control(network, address, c)
+	}
 }

@@ -28,7 +28,7 @@ func TestFlagDefaultsAreProxyDefaults(t *testing.T) {
 	// The fields with a flag of their own: exactly the default.
 	for _, name := range []string{
 		"DialTimeout", "HandshakeTimeout", "CloseTimeout", "MaxFramePayload",
-		"MaxViewerBuffer", "ViewerHighWater", "ViewerLowWater", "NoSplice", "SplicePipeSize",
+		"MaxViewerBuffer", "ViewerHighWater", "ViewerLowWater", "NoSplice", "SplicePipeSize", "ViewerNotSentLowat", "UpstreamRecvBuffer",
 		"PingInterval", "IdleTimeout", "MaxDuration", "UpstreamIdleTimeout",
 		"LivenessPeriod", "ControlGrace", "MaxSessions", "MaxPerIP", "MaxPerOrg",
 		"ProxyProtocol", "ForwardedHeader",

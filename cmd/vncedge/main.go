@@ -69,6 +69,7 @@ type options struct {
 	maxFrame, maxViewerBuffer, highWater, lowWater       int64
 	splice                                               bool
 	splicePipe                                           int64
+	notSentLowat, upRecvBuf                              int
 	loops                                                int
 	header                                               headerFlag
 	trace                                                tracing.Config
@@ -145,6 +146,8 @@ func defineFlags(o *options) *flag.FlagSet {
 	fs.Int64Var(&o.lowWater, "viewer-low-water", int64(d.ViewerLowWater), "bytes queued for a viewer below which reading the upstream resumes")
 	fs.BoolVar(&o.splice, "splice", !d.NoSplice, "send tcp:// upstreams' server stream to viewers with splice(2), without copying it through vncedge (Linux)")
 	fs.Int64Var(&o.splicePipe, "splice-pipe-size", int64(d.SplicePipeSize), "pipe capacity per spliced session: the largest frame, and the bytes held for a slow viewer")
+	fs.IntVar(&o.notSentLowat, "viewer-notsent-lowat", d.ViewerNotSentLowat, "TCP_NOTSENT_LOWAT of a spliced session's viewer socket: unsent bytes it may hold (0: the kernel's default)")
+	fs.IntVar(&o.upRecvBuf, "upstream-recv-buffer", d.UpstreamRecvBuffer, "SO_RCVBUF of upstream TCP sockets, a bound on what the kernel holds from each VNC server (0: kernel autotuning, capped by net.core.rmem_max when set)")
 	fs.DurationVar(&o.pingInterval, "ping-interval", d.PingInterval, "ping viewers this often; two missed pongs close the session (negative: off)")
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", d.IdleTimeout, "close sessions whose viewer sent nothing for this long (0: off)")
 	fs.DurationVar(&o.maxDuration, "max-duration", d.MaxDuration, "close sessions older than this (0: off)")
@@ -227,8 +230,9 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		MaxFramePayload: o.maxFrame, MaxViewerBuffer: int(o.maxViewerBuffer),
 		LivenessPeriod: o.livenessPeriod, ControlGrace: o.controlGrace,
 		ViewerHighWater: int(o.highWater), ViewerLowWater: int(o.lowWater),
-		NoSplice: !o.splice, SplicePipeSize: int(o.splicePipe),
-		PingInterval: o.pingInterval, IdleTimeout: o.idleTimeout, MaxDuration: o.maxDuration,
+		NoSplice: !o.splice, SplicePipeSize: int(o.splicePipe), ViewerNotSentLowat: lowatField(o.notSentLowat),
+		UpstreamRecvBuffer: o.upRecvBuf,
+		PingInterval:       o.pingInterval, IdleTimeout: o.idleTimeout, MaxDuration: o.maxDuration,
 		MaxSessions: o.maxSessions, MaxPerIP: o.maxPerIP, MaxPerOrg: o.maxPerOrg,
 	}
 	allow, err := proxy.ParseUpstreamAllow(o.upstreamAllow)
@@ -631,4 +635,13 @@ func adminHandler(srv *proxy.Server, metrics, page http.Handler) http.Handler {
 		fmt.Fprintf(w, "ready active=%d total=%d\n", st.Active, st.Total)
 	})
 	return mux
+}
+
+// lowatField maps --viewer-notsent-lowat to Config.ViewerNotSentLowat, where
+// 0 means the default and a negative value off.
+func lowatField(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

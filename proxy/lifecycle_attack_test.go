@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -24,14 +25,16 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"vncedge/proxy"
 	"vncedge/proxy/upgrade"
 	"vncedge/rfbparse"
+	"vncedge/tracing"
 )
 
-// lcResolver routes every stream path to up for organization "o1", with the
-// viewer's client_id. gate, when set, holds Resolve until it is closed (or,
+// lcResolver routes every stream path to up for organization "o1" (or the
+// query's org), with the viewer's client_id. gate, when set, holds Resolve until it is closed (or,
 // unless ignoreCtx, the context ends); entered counts calls that began.
 type lcResolver struct {
 	up         *url.URL
@@ -75,7 +78,11 @@ func (r *lcResolver) Resolve(ctx context.Context, req *upgrade.Request) (*proxy.
 		return &proxy.Route{Upstream: r.up, Control: rfbparse.User, Organization: "o1"}, nil
 	}
 	_, kind, id, _ := proxy.ParseStreamPath(req.Path)
-	return &proxy.Route{Kind: kind, ID: id, Organization: "o1", ClientID: req.Query.Get("client_id"),
+	org := req.Query.Get("org")
+	if org == "" {
+		org = "o1"
+	}
+	return &proxy.Route{Kind: kind, ID: id, Organization: org, ClientID: req.Query.Get("client_id"),
 		Upstream: r.up, Control: rfbparse.User, Live: r.live}, nil
 }
 
@@ -471,6 +478,18 @@ func lcWays() []lcWay {
 				_ = m.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 				lcWaitEOF(t, m.c, 5*time.Second)
 			}, want: []string{`session end close_code=1000 close_reason="max-duration"`}},
+		lcWay{name: "vnc/pair-refused-after-dial", caps: 2, run: func(t *testing.T, e *lcEnv) {
+			m := lcMessages(t, e, "", "c1")
+			refusedWith("403")(t, lcDial(t, e.addr, lcRequest(e.addr, lcPath("vnc", "c1")+"&org=o2", "")))
+			_ = m.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+			lcWaitEOF(t, m.c, 5*time.Second)
+		}, want: []string{"upgrade refused status=403 compat=0", `session end close_code=1000 close_reason="viewer-closed"`}},
+		lcWay{name: "messages/pair-refused", caps: 2, run: func(t *testing.T, e *lcEnv) {
+			v, _ := lcViewer(t, e, "", lcPath("vnc", "c1"))
+			refusedWith("403")(t, lcDial(t, e.addr, lcRequest(e.addr, lcPath("messages", "c1")+"&org=o2", "")))
+			_ = v.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+			lcWaitEOF(t, v.c, 5*time.Second)
+		}, want: []string{"upgrade refused status=403 compat=0", `session end close_code=1000 close_reason="viewer-closed"`}},
 		lcWay{name: "messages/missing-client-id", cfg: func(_ *proxy.Config, r *lcResolver) { r.noClientID = true },
 			run: func(t *testing.T, e *lcEnv) {
 				refusedWith("400")(t, lcDial(t, e.addr, lcRequest(e.addr, "/v1/stream/messages/browser_session/pbs_1", "")))
@@ -663,6 +682,76 @@ func TestLifecycleDialResultAfterFinish(t *testing.T) {
 			lcClean(t, e, g0)
 			lcFresh(t, e, 1, "")
 			lcClean(t, e, g0)
+		})
+	}
+}
+
+// TestLifecycleCompatRefusalRecorded: a resolver's refusal is the refuse
+// door with or without --compat; only what goes on the wire differs (an
+// HTTP 401, or a 101 and close 1002). Both must count as a failed upgrade in
+// the metrics (vncedge_upgrade_failures_total{status="401"}) and end the
+// session span with what the viewer got: the HTTP status, or the close code
+// and reason, not a span with close code 0 and no reason.
+func TestLifecycleCompatRefusalRecorded(t *testing.T) {
+	for _, compat := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http", true: "compat"}[compat], func(t *testing.T) {
+			exp := tracetest.NewInMemoryExporter()
+			tp, err := tracing.Setup(context.Background(), tracing.Config{Enabled: true, SampleRatio: 1, ServiceName: "vncedge"},
+				tracing.WithExporter(exp))
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := lcStart(t, func(c *proxy.Config, r *lcResolver) {
+				c.Compat, c.Tracing = compat, tp
+				r.refuse = &upgrade.Error{Status: http.StatusUnauthorized, Message: "no"}
+			})
+			c := lcDial(t, e.addr, lcRequest(e.addr, lcPath("vnc", "c1"), ""))
+			h := lcHead(t, c)
+			if compat {
+				if !strings.HasPrefix(h, "HTTP/1.1 101") {
+					t.Fatalf("want 101, got %q", h)
+				}
+				v := &pumpViewer{c: c, tmp: make([]byte, 4096)}
+				if ce := v.drainToClose(t, 5*time.Second); ce.code != int(ws.StatusProtocolError) {
+					t.Fatalf("close %d, want 1002", ce.code)
+				}
+			} else if !strings.HasPrefix(h, "HTTP/1.1 401") {
+				t.Fatalf("want 401, got %q", h)
+			}
+			lcWaitEOF(t, c, 5*time.Second)
+			e.stop()
+			if err := tp.ForceFlush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			tp.MetricsHandler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+			if m := rec.Body.String(); !strings.Contains(m, `vncedge_upgrade_failures_total{status="401"`) {
+				var lines []string
+				for l := range strings.SplitSeq(m, "\n") {
+					if strings.HasPrefix(l, "vncedge_upgrade") || strings.HasPrefix(l, "vncedge_sessions") {
+						lines = append(lines, l)
+					}
+				}
+				t.Errorf("the refusal is not counted as a failed upgrade; metrics:\n%s", strings.Join(lines, "\n"))
+			}
+			var sess *tracetest.SpanStub
+			for _, s := range exp.GetSpans() {
+				if s.Name == tracing.SpanSession {
+					sess = &s
+				}
+			}
+			if sess == nil {
+				t.Fatal("no session span")
+			}
+			attrs := map[string]string{}
+			for _, a := range sess.Attributes {
+				attrs[string(a.Key)] = a.Value.Emit()
+			}
+			code, status, reason := attrs[string(tracing.AttrCloseCode)], attrs[string(tracing.AttrHTTPStatus)], attrs[string(tracing.AttrCloseReason)]
+			if compat && (code != "1002" || reason == "") || !compat && status != "401" {
+				t.Errorf("session span: close code %q reason %q http status %q; the viewer got %s", code, reason, status,
+					map[bool]string{false: "HTTP 401", true: "101 then close 1002"}[compat])
+			}
 		})
 	}
 }

@@ -755,3 +755,85 @@ func TestLifecycleCompatRefusalRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestLifecycleShutdownUnderArrivals shuts the server down while viewers
+// keep arriving with complete requests: a viewer admitted just before
+// Shutdown marks the server stopping but put in its session set just after
+// Shutdown walked it is never told to go away; it must still not keep
+// Shutdown waiting (here HandshakeTimeout and DialTimeout are 30 s).
+func TestLifecycleShutdownUnderArrivals(t *testing.T) {
+	checkNoLeaks(t)
+	for round := range 5 {
+		e := lcStart(t, func(c *proxy.Config, _ *lcResolver) {
+			c.MaxSessions, c.MaxPerIP, c.MaxPerOrg = 0, 0, 0
+			c.HandshakeTimeout, c.DialTimeout = 30*time.Second, 30*time.Second
+		})
+		quit := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var open []net.Conn // kept open: the proxy is to close them
+				defer func() {
+					for _, c := range open {
+						c.Close()
+					}
+				}()
+				for i := 0; ; i++ {
+					select {
+					case <-quit:
+						return
+					default:
+					}
+					c, err := net.DialTimeout("tcp", e.addr, time.Second)
+					if err != nil {
+						continue
+					}
+					_, _ = io.WriteString(c, lcRequest(e.addr, lcPath("vnc", fmt.Sprintf("r%d-%d-%d", round, w, i)), ""))
+					if open = append(open, c); len(open) > 30 {
+						open[0].Close()
+						open = open[1:]
+					}
+				}
+			}()
+		}
+		lcWaitFor(t, "no arrivals", func() bool { return e.srv.Stats().Total > 200 })
+		began := time.Now()
+		done := make(chan struct{})
+		go func() { e.stop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(8 * time.Second):
+			t.Errorf("round %d: Shutdown still waiting after 8 s; held: %s", round, proxy.LifecycleHeld(e.srv))
+		}
+		close(quit)
+		wg.Wait()
+		<-done
+		t.Logf("round %d: Shutdown took %v with %d sessions seen", round, time.Since(began), e.srv.Stats().Total)
+	}
+}
+
+// TestLifecycleDialingHasADeadline: DialTimeout bounds "resolve + dial + ws
+// handshake" (Config), and a session in stDialing has no deadline of its
+// own (readUpgrade clears it): the bound is only as good as the Resolver's
+// respect for its context. A Resolver that ignores it (a blocking client
+// library, a lock) keeps the viewer waiting, and its slots of every cap
+// held, for as long as it blocks. The session must end near DialTimeout
+// whatever the Resolver does.
+func TestLifecycleDialingHasADeadline(t *testing.T) {
+	e := lcStart(t, func(c *proxy.Config, r *lcResolver) {
+		c.DialTimeout = 300 * time.Millisecond
+		r.gate, r.entered, r.ignoreCtx = make(chan struct{}), make(chan struct{}, 1), true
+	})
+	defer close(e.res.gate) // after the test's checks: the Resolver returns at last
+	c := lcDial(t, e.addr, lcRequest(e.addr, lcPath("vnc", "c1"), ""))
+	<-e.res.entered
+	began := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	n, err := io.Copy(io.Discard, c)
+	if isTimeout(err) {
+		t.Fatalf("2 s after the resolve began (DialTimeout 300ms) the viewer still waits, %d bytes read; held: %s", n, proxy.LifecycleHeld(e.srv))
+	}
+	t.Logf("the viewer was answered after %v", time.Since(began))
+}

@@ -279,7 +279,10 @@ type lcWay struct {
 	caps   int    // the caps the fresh sessions check (default 1)
 	// run ends the session; it returns once the end is visible to the viewer.
 	run func(t *testing.T, e *lcEnv)
-	// want are the log lines the end leaves, in order ("" msg: none).
+	// want are the log lines the end leaves, in order. A viewer gone before
+	// the 101 has no close code, but its line names the end as any other
+	// does (viewer-gone), not with an empty close_reason (a metric label of
+	// "unknown").
 	want []string
 }
 
@@ -357,6 +360,24 @@ func lcWays() []lcWay {
 			run: func(t *testing.T, e *lcEnv) {
 				refusedWith("400")(t, lcDial(t, e.addr, "PROXY GARBAGE\r\n"))
 			}, want: []string{"connection refused: bad PROXY protocol header status=0 compat=0"}},
+		{name: "proxy-header-then-bad-request", prefix: lcProxyV1, cfg: func(c *proxy.Config, _ *lcResolver) { c.ProxyProtocol = true },
+			run: func(t *testing.T, e *lcEnv) {
+				refusedWith("400")(t, lcDial(t, e.addr, lcProxyV1+"GARBAGE\r\n\r\n"))
+			}, want: []string{"upgrade refused status=400 compat=0"}},
+		{name: "proxy-header-then-vanish", prefix: lcProxyV1, cfg: func(c *proxy.Config, _ *lcResolver) { c.ProxyProtocol = true },
+			run: func(t *testing.T, e *lcEnv) {
+				c := lcDial(t, e.addr, lcProxyV1+"GET / HT")
+				lcWaitFor(t, "no session", func() bool { return e.srv.Stats().Active == 1 })
+				rst(c)
+			}, want: []string{`session end close_code=0 close_reason="viewer-gone"`}},
+		{name: "proxy-header-over-real-ip-cap", prefix: lcProxyV1, caps: 1,
+			cfg: func(c *proxy.Config, _ *lcResolver) { c.ProxyProtocol, c.MaxSessions, c.MaxPerOrg = true, 2, 2 },
+			run: func(t *testing.T, e *lcEnv) {
+				v, _ := lcViewer(t, e, lcProxyV1, vnc)
+				refusedWith("429")(t, lcDial(t, e.addr, lcProxyV1+lcRequest(e.addr, lcPath("vnc", "c2"), "")))
+				_ = v.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+				lcWaitEOF(t, v.c, 5*time.Second)
+			}, want: []string{"upgrade refused status=429 compat=0", `session end close_code=1000 close_reason="viewer-closed"`}},
 		{name: "early-data-over-limit-while-dialing", cfg: func(c *proxy.Config, r *lcResolver) {
 			c.MaxEarlyBytes = 1 << 10
 			r.gate, r.entered = make(chan struct{}), make(chan struct{}, 1)
@@ -375,7 +396,7 @@ func lcWays() []lcWay {
 		{name: "viewer-gone-while-upgrading", run: func(t *testing.T, e *lcEnv) {
 			c := lcDial(t, e.addr, "GET / HTTP/1.1\r\n")
 			rst(c)
-		}, want: []string{`session end close_code=0 close_reason=""`}},
+		}, want: []string{`session end close_code=0 close_reason="viewer-gone"`}},
 		{name: "viewer-gone-while-dialing", cfg: func(_ *proxy.Config, r *lcResolver) {
 			r.gate, r.entered = make(chan struct{}), make(chan struct{}, 1)
 		}, run: func(t *testing.T, e *lcEnv) {
@@ -383,7 +404,7 @@ func lcWays() []lcWay {
 			<-e.res.entered
 			rst(c)
 			lcWaitFor(t, "the resolver's context was not cancelled", func() bool { return e.res.returned.Load() == 1 })
-		}, want: []string{`session end close_code=0 close_reason=""`}},
+		}, want: []string{`session end close_code=0 close_reason="viewer-gone"`}},
 	}
 	for _, path := range []struct {
 		name string
@@ -836,4 +857,48 @@ func TestLifecycleDialingHasADeadline(t *testing.T) {
 		t.Fatalf("2 s after the resolve began (DialTimeout 300ms) the viewer still waits, %d bytes read; held: %s", n, proxy.LifecycleHeld(e.srv))
 	}
 	t.Logf("the viewer was answered after %v", time.Since(began))
+}
+
+// TestLifecycleViewerGoneDuringUpstreamHandshake: the upstream is a ws or
+// wss server that accepts the TCP connection and then says nothing (its
+// WebSocket or TLS handshake hangs). The viewer leaves meanwhile: the dial
+// must stop at once (not at DialTimeout, 30 s here), closing the upstream
+// socket, and leave nothing behind.
+func TestLifecycleViewerGoneDuringUpstreamHandshake(t *testing.T) {
+	checkNoLeaks(t)
+	for _, scheme := range []string{"ws", "wss"} {
+		t.Run(scheme, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err == nil {
+					accepted <- c
+				}
+			}()
+			e := lcStart(t, func(c *proxy.Config, r *lcResolver) {
+				c.DialTimeout = 30 * time.Second
+				r.up, _ = url.Parse(scheme + "://" + ln.Addr().String() + "/vnc")
+			})
+			g0 := len(pumpGoroutines())
+			v := lcDial(t, e.addr, lcRequest(e.addr, lcPath("vnc", "c1"), ""))
+			var up net.Conn
+			select {
+			case up = <-accepted:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the proxy never dialed the upstream")
+			}
+			defer up.Close()
+			_ = v.SetLinger(0)
+			_ = v.Close()
+			began := time.Now()
+			lcWaitEOF(t, up, 5*time.Second)
+			t.Logf("upstream closed %v after the viewer left", time.Since(began))
+			lcClean(t, e, g0)
+		})
+	}
 }

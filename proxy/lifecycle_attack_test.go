@@ -511,6 +511,21 @@ func lcWays() []lcWay {
 			_ = v.write(ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 			lcWaitEOF(t, v.c, 5*time.Second)
 		}, want: []string{"upgrade refused status=403 compat=0", `session end close_code=1000 close_reason="viewer-closed"`}},
+		lcWay{name: "messages/ping-timeout", cfg: func(c *proxy.Config, _ *lcResolver) { c.PingInterval = 100 * time.Millisecond },
+			run: func(t *testing.T, e *lcEnv) {
+				m := lcMessages(t, e, "", "c1")
+				lcWaitEOF(t, m.c, 5*time.Second) // never answers a ping
+			}, want: []string{`session end close_code=1001 close_reason="ping-timeout"`}},
+		lcWay{name: "messages/early-data-over-limit-while-resolving", cfg: func(c *proxy.Config, r *lcResolver) {
+			c.MaxEarlyBytes = 1 << 10
+			r.gate, r.entered = make(chan struct{}), make(chan struct{}, 1)
+		}, run: func(t *testing.T, e *lcEnv) {
+			c := lcDial(t, e.addr, lcRequest(e.addr, lcPath("messages", "c1"), ""))
+			<-e.res.entered
+			_, _ = c.Write(make([]byte, 8<<10))
+			lcWaitEOF(t, c, 5*time.Second)
+			close(e.res.gate)
+		}, want: []string{`session end close_code=0 close_reason="early-data-limit"`}},
 		lcWay{name: "messages/missing-client-id", cfg: func(_ *proxy.Config, r *lcResolver) { r.noClientID = true },
 			run: func(t *testing.T, e *lcEnv) {
 				refusedWith("400")(t, lcDial(t, e.addr, lcRequest(e.addr, "/v1/stream/messages/browser_session/pbs_1", "")))
@@ -613,6 +628,16 @@ func TestLifecycleShutdownInEveryState(t *testing.T) {
 			}
 			if held := proxy.LifecycleHeld(e.srv); held != "" {
 				t.Errorf("after Shutdown the server still holds: %s", held)
+			}
+			// Before the 101 there is no close code; the relaying session's is 1001.
+			want := map[string]int{`session end close_code=0 close_reason="server-shutdown"`: 2,
+				`session end close_code=1001 close_reason="server-shutdown"`: 1}
+			got := map[string]int{}
+			for _, l := range e.lcLines(t) {
+				got[l.String()]++
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("log lines %v, want %v", got, want)
 			}
 		})
 	}

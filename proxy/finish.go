@@ -53,19 +53,26 @@ func (s *session) refuse(err error) gnet.Action {
 	if !errors.As(err, &he) {
 		he = &upgrade.Error{Status: http.StatusBadRequest, Message: "bad request"}
 	}
+	s.recordRefusal(he)
+	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
+	s.closeViewer(stClosed)
+	return gnet.None
+}
+
+// recordRefusal counts, logs and traces a refused upgrade: the session's
+// only log line, and its span ends here.
+func (s *session) recordRefusal(he *upgrade.Error, attrs ...any) {
 	s.srv.upgradeFailures.Add(1)
 	s.status = he.Status
 	s.closeReason = "http-" + http.StatusText(he.Status)
 	if tr := s.srv.cfg.Tracing; tr != nil {
 		tr.UpgradeFailed(he.Status)
 	}
-	s.srv.cfg.Logger.Info("upgrade refused", append([]any{"status", he.Status, "reason", he.Message,
-		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req)}, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
-	_, _ = s.viewer.Write(upgrade.AppendError(nil, he))
+	attrs = append([]any{"status", he.Status, "reason", he.Message}, attrs...)
+	attrs = append(attrs, "viewer", addrString(s.viewerAddr()), "path", pathOf(s.req))
+	s.srv.cfg.Logger.Info("upgrade refused", append(attrs, append(refusalAttrs(s.req, he), s.traceAttrs()...)...)...)
 	s.logged = true
 	s.endSpan()
-	s.closeViewer(stClosed)
-	return gnet.None
 }
 
 // refuseAfterUpgrade answers as the reference platform does: accept the
@@ -77,12 +84,10 @@ func (s *session) refuseAfterUpgrade(he *upgrade.Error) {
 	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
 		code = ws.StatusProtocolError
 	}
-	s.srv.upgradeFailures.Add(1)
-	s.srv.cfg.Logger.Info("upgrade refused", "status", he.Status, "reason", he.Message, "compat_close", int(code),
-		"viewer", addrString(s.viewerAddr()), "path", pathOf(s.req))
+	s.closeCode = code // the viewer saw a WebSocket close (span, metric)
+	s.recordRefusal(he, "compat_close", int(code))
 	_, _ = s.viewer.Write(upgrade.AppendResponse(nil, s.req, s.proto))
 	_, _ = s.viewer.Write(wsframe.AppendClose(nil, code, he.Message, nil))
-	s.logged = true
 	s.closeViewer(stClosed)
 }
 
@@ -170,8 +175,11 @@ func (s *session) finish(err error) {
 	s.endDial()
 	closeBridge(s.vbridge) // a TLS viewer's bridge ends with its conn, not at a write timeout
 	s.vbridge = nil
-	if s.state == stRelay { // no door taken: the viewer vanished
+	switch {
+	case s.state == stRelay: // no door taken: the viewer vanished
 		s.setClose(reasonViewerGone)
+	case s.state < stRelay && s.closeReason == "": // gone before the 101
+		s.closeCode, s.closeReason = 0, reasonViewerGone.text()
 	}
 	s.state = stClosed
 	s.closeUpstream()
@@ -183,10 +191,10 @@ func (s *session) finish(err error) {
 		s.srv.release(s.ip, s.org, s.orgHeld) // the slot taken for s.org, whatever s.route says
 		s.orgHeld = false
 	}
-	s.srv.active.Add(-1)
 	s.recEnd()
 	s.logEnd(err)
 	s.endSpan()
+	s.srv.active.Add(-1) // last: a session counted out has written everything
 }
 
 // goingAway closes a session for server shutdown, on its loop.
@@ -215,9 +223,19 @@ func (e *expire) Run(context.Context) error {
 	return nil
 }
 
-// timedOut drops a session past its deadline: an upgrade not completed within
-// HandshakeTimeout, or a close not answered within CloseTimeout.
+// dialGrace is how long past DialTimeout a dialing viewer waits before it is
+// answered 504 without the dial's result (a Resolver that ignores its context).
+const dialGrace = time.Second
+
+// timedOut ends a session past its deadline: an upgrade not completed within
+// HandshakeTimeout (dropped), a dial without a result past DialTimeout and
+// dialGrace (504), or a close not answered within CloseTimeout (dropped).
 func (s *session) timedOut() {
+	if s.state == stDialing {
+		s.srv.cfg.Logger.Warn("upstream dial gave no result in time", "timeout", s.srv.cfg.DialTimeout+dialGrace, "path", pathOf(s.req))
+		s.refuse(&upgrade.Error{Status: http.StatusGatewayTimeout, Message: "upstream dial timed out"})
+		return
+	}
 	if s.state == stUpgrade {
 		s.logged = true
 		s.srv.upgradeFailures.Add(1)

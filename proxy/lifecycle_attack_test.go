@@ -791,7 +791,7 @@ func TestLifecycleCompatRefusalRecorded(t *testing.T) {
 			}
 			attrs := map[string]string{}
 			for _, a := range sess.Attributes {
-				attrs[string(a.Key)] = a.Value.Emit()
+				attrs[string(a.Key)] = a.Value.String()
 			}
 			code, status, reason := attrs[string(tracing.AttrCloseCode)], attrs[string(tracing.AttrHTTPStatus)], attrs[string(tracing.AttrCloseReason)]
 			if compat && (code != "1002" || reason == "") || !compat && status != "401" {

@@ -83,6 +83,11 @@ func (m *msgChannel) open(rt *Route) {
 		s.refuse(pairRefusal)
 		return
 	}
+	if replaced != nil {
+		// Now, not after the 101: a failed write finishes this channel
+		// inside Write, and the replaced one is already out of the pair.
+		replaced.s.endAsync(reasonReplaced)
+	}
 	s.route, s.pair, s.data = rt, p, m
 	s.vdec.AllowText = true
 	s.vdec.MaxPayload = maxMessage
@@ -91,12 +96,10 @@ func (m *msgChannel) open(rt *Route) {
 		return
 	}
 	s.state = stRelay
+	s.deadline.Store(0)
 	s.publish()
 	s.logStart()
 	s.startChecks()
-	if replaced != nil {
-		replaced.s.endAsync(reasonReplaced)
-	}
 	m.send(outMessage{Kind: "interactor", Interactor: s.srv.reg.shownControl(p, rt.Role, control).String()}, true)
 	s.drainViewer()
 }

@@ -311,9 +311,17 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	if !sess.admitOpen() {
 		return nil, gnet.None // over a cap: refused at accept, before any byte is read
 	}
+	// Shutdown sets stopping, then walks sessions under mu: a session is
+	// either in the set it walks or sees stopping here.
 	s.mu.Lock()
-	s.sessions[sess] = struct{}{}
+	stopping := s.stopping.Load()
+	if !stopping {
+		s.sessions[sess] = struct{}{}
+	}
 	s.mu.Unlock()
+	if stopping {
+		sess.drop(reasonServerShutdown)
+	}
 	return nil, gnet.None
 }
 

@@ -38,10 +38,12 @@ import (
 //	stDialing → stRelay    upstreamOpen (VNC channel), msgChannel.open (messages channel)
 //	stUpgrade,             refuse: an HTTP error (readUpgrade, admitOpen,
 //	stDialing → stClosed   answerDialFailure, a pair refused by upstreamOpen or
-//	                       msgChannel.open); refuseAfterUpgrade (--compat); drop (a
-//	                       bad PROXY header, early data over the limit, the
-//	                       upgrade's deadline, server shutdown); serveWeb (a
-//	                       plain HTTP request, handed to the web server)
+//	                       msgChannel.open, a dial with no result by DialTimeout
+//	                       and dialGrace: expire, 504); refuseAfterUpgrade
+//	                       (--compat); drop (a bad PROXY header, early data
+//	                       over the limit, the upgrade's deadline, server
+//	                       shutdown, a viewer accepted as it began); serveWeb
+//	                       (a plain HTTP request, handed to the web server)
 //	stDialing,             endWith (end, endDetail, endFrame, endAsync): our close
 //	stRelay   → stClosing  frame; drop: no handshake (the viewer's close echoed,
 //	                       a broken frame stream, a ping timeout, the pump's

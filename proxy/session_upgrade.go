@@ -72,7 +72,9 @@ func (s *session) readUpgrade(c gnet.Conn) gnet.Action {
 	}
 	_, _ = c.Discard(n) // pipelined bytes stay in gnet's buffer until the relay starts
 	s.req, s.proto, s.state = req, proto, stDialing
-	s.deadline.Store(0) // the dial has its own timeout
+	// The dial's own context ends it at DialTimeout; this deadline answers the
+	// viewer should a Resolver not heed its context (expire: 504).
+	s.deadline.Store(time.Now().Add(s.srv.cfg.DialTimeout + dialGrace).UnixNano())
 	if ch, _, _, ok := ParseStreamPath(req.Path); ok && ch == "messages" {
 		newMsgChannel(s)
 		go s.newDialJob().resolveMessages()
@@ -177,14 +179,18 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 	rt := s.route
 	s.wsUp = rt.Upstream.Scheme == "ws" || rt.Upstream.Scheme == "wss"
 	control := rt.Control
-	var replaced *session
 	if rt.ClientID != "" {
-		p, old, ctl, ok := s.srv.reg.attachVNC(s, rt)
+		p, replaced, ctl, ok := s.srv.reg.attachVNC(s, rt)
 		if !ok {
 			s.refuse(pairRefusal)
 			return gnet.Close // the upstream conn
 		}
-		s.pair, replaced, control = p, old, ctl
+		if replaced != nil {
+			// Now, not after the 101: a failed write finishes this session
+			// inside Write, and the replaced one is already out of the pair.
+			replaced.endAsync(reasonReplaced)
+		}
+		s.pair, control = p, ctl
 		s.srv.reg.notifyWatchers(p) // a controller back in control drives again (roles.go)
 	}
 	s.rfb = newRoleStream(s.srv.cfg.Policy, rt.Role, control)
@@ -201,13 +207,11 @@ func (s *session) upstreamOpen(c gnet.Conn, up *upstreamConn) gnet.Action {
 		return gnet.None
 	}
 	s.state = stRelay
+	s.deadline.Store(0)
 	s.recStart()
 	s.publish()
 	s.logStart()
 	s.startChecks()
-	if replaced != nil {
-		replaced.endAsync(reasonReplaced)
-	}
 	if len(up.early) > 0 {
 		s.fromUpstream(up.early)
 		up.early = nil

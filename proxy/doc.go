@@ -27,7 +27,7 @@
 // event loop: it is read and written only in gnet callbacks of the session's
 // two conns and in tasks run with EventLoop().Execute on that loop.
 // Goroutines that work for a session (the dial or resolve goroutine,
-// liveness checks, clipboard calls, the resume timer, the ticker) never touch
+// liveness checks, clipboard calls, the drain waiter, the ticker) never touch
 // a session field. What they need is
 // copied for them on the loop when they start (a dialJob: context, span,
 // request, logger; a clipboard call's context and logger), and what they
@@ -55,4 +55,8 @@
 //     the loop only the control-frame queue under downPump.mu and its
 //     counters (atomics). A flusher goroutine owns the buffer it writes
 //     upstream until it hands it back through Execute.
+//   - A paused session's drainWaiter (flow_pause.go) holds a dup of the
+//     viewer socket only to wait for its writability in Go's netpoller; it
+//     never reads or writes it, and reaches the loop through the viewer
+//     conn's Wake, which gnet allows from any goroutine.
 package proxy

@@ -1,18 +1,25 @@
-// flow_pause.go is the gnet path's backpressure: while the viewer's outbound is
-// over ViewerHighWater the upstream conn is taken off the loop (upstreamTraffic,
-// relay_down.go) with its socket kept open by pausedFD, so the kernel window
-// closes on the VNC server. A timer with a growing delay (armResume) runs
-// resumeCheck on the loop, which enrolls the socket again below ViewerLowWater;
-// unpause releases the socket when the session ends.
+// flow_pause.go is the gnet path's backpressure, with no timer: while the
+// viewer's outbound is over ViewerHighWater the upstream conn is taken off the
+// loop (pause, from upstreamTraffic in relay_down.go) with its socket kept open
+// by pausedFD, so the kernel window closes on the VNC server. A drainWaiter
+// goroutine waits in Go's netpoller for the viewer socket's next writability
+// edge and wakes the loop (the viewer conn's Wake: viewerTraffic runs
+// resumeCheck), which flushes gnet's outbound itself and enrolls the upstream
+// again below ViewerLowWater; unpause releases both when the session ends.
+//
+// Why the loop flushes: gnet has no drain callback, and an edge only says the
+// socket took bytes, not that gnet's buffer emptied. resumeCheck writes the
+// outbound until it is under the low watermark or the socket refuses (EAGAIN),
+// and a refused write guarantees the socket another writability edge.
 
 package proxy
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
 	"syscall"
-	"time"
 
 	"github.com/panjf2000/gnet/v2"
 )
@@ -22,45 +29,53 @@ import (
 type flowPause struct {
 	paused, pauseReq bool
 	pausedFD         int
-	resumeTimer      *time.Timer
-	resumeDelay      time.Duration
-	resumeBackoff    bool   // resumeDelay is growing: set while paused
-	pauses           uint64 // times the upstream was paused for a slow viewer
+	drain            *drainWaiter // created at the first pause, kept until the session ends
+	pauses           uint64       // times the upstream was paused for a slow viewer
 }
 
-// armResume schedules a check of the viewer's outbound from a timer; the check
-// itself runs on the loop.
-//
-// The delay starts short (a viewer on a fast link drains a watermark's worth
-// in well under a millisecond) and doubles while the viewer stays behind, so
-// a slow viewer costs few checks: gnet has no drain callback to wait on.
-func (s *session) armResume() {
-	const first, most = 200 * time.Microsecond, 8 * time.Millisecond
-	if !s.resumeBackoff {
-		s.resumeDelay, s.resumeBackoff = first, true
-	} else {
-		s.resumeDelay = min(2*s.resumeDelay, most)
+// pause takes the upstream conn c off the loop, keeping its socket, and
+// reports whether it did (the caller then closes gnet's conn). It does not
+// while gnet holds bytes for the upstream: they would be lost with the conn.
+func (s *session) pause(c gnet.Conn) bool {
+	if c.OutboundBuffered() != 0 {
+		return false
 	}
-	if s.resumeTimer == nil {
-		s.resumeTimer = time.AfterFunc(s.resumeDelay, func() {
-			_ = s.viewer.EventLoop().Execute(context.Background(), (*resumeCheck)(s))
-		})
-		return
+	if s.drain == nil {
+		w, err := newDrainWaiter(s.viewer)
+		if err != nil {
+			s.srv.cfg.Logger.Debug("no drain waiter: not pausing", "err", err)
+			return false // the outbound cap still bounds the viewer
+		}
+		s.drain = w // its dup is of a socket already counted in conns (as is the pump's)
 	}
-	s.resumeTimer.Reset(s.resumeDelay)
+	fd, err := c.Dup()
+	if err != nil {
+		return false
+	}
+	s.paused, s.pausedFD, s.up = true, fd, nil
+	s.pauses++
+	s.drain.kick()
+	return true
 }
 
-// resumeCheck enrolls the paused upstream again once the viewer has drained.
-type resumeCheck session
-
-func (r *resumeCheck) Run(context.Context) error {
-	s := (*session)(r)
-	if !s.paused || s.state != stRelay {
-		return nil
+// resumeCheck runs on the loop while paused (viewerTraffic: the waiter's Wake,
+// or viewer bytes): it flushes the viewer's outbound and, once that is under
+// ViewerLowWater, enrolls the upstream socket again.
+func (s *session) resumeCheck() {
+	if s.pausedFD < 0 {
+		return // enrolled again, waiting for its OnOpen (upstreamOpen)
 	}
-	if s.viewer.OutboundBuffered() > s.srv.cfg.ViewerLowWater {
-		s.armResume()
-		return nil
+	for ob := s.viewer.OutboundBuffered(); ob > s.srv.cfg.ViewerLowWater; {
+		_ = s.viewer.Flush() // one write; a failed one closes the conn (finish)
+		if !s.paused || s.state != stRelay {
+			return
+		}
+		n := s.viewer.OutboundBuffered()
+		if n >= ob {
+			s.drain.kick() // the socket is full: its next writability edge wakes us
+			return
+		}
+		ob = n
 	}
 	f := os.NewFile(uintptr(s.pausedFD), "vncedge-upstream")
 	conn, err := net.FileConn(f)
@@ -69,24 +84,98 @@ func (r *resumeCheck) Run(context.Context) error {
 	s.srv.conns.Add(-1) // the paused socket; conn is counted again in OnOpen
 	if err != nil {
 		s.end(reasonUpstreamResumeFailed)
-		return nil
+		return
 	}
 	up := &upstreamConn{s: s, route: s.route, resumed: true}
 	if _, err := s.viewer.EventLoop().Enroll(gnet.NewContext(context.Background(), up), conn); err != nil {
 		conn.Close()
 		s.end(reasonUpstreamResumeFailed)
 	}
-	return nil
 }
 
-// unpause releases a paused upstream socket when the session ends.
+// unpause releases a paused upstream socket and the drain waiter when the
+// session ends.
 func (s *session) unpause() {
 	if s.paused && s.pausedFD >= 0 {
 		_ = syscall.Close(s.pausedFD)
 		s.srv.conns.Add(-1) // the paused socket was still counted (OnClose)
 	}
 	s.paused, s.pausedFD = false, -1
-	if s.resumeTimer != nil {
-		s.resumeTimer.Stop()
+	if s.drain != nil {
+		s.drain.close()
+		s.drain = nil
 	}
+}
+
+// drainWaiter wakes a paused session's loop when the viewer's socket may take
+// bytes again. Its goroutine waits, when kicked, for a writability edge of a
+// dup of the socket in Go's netpoller, then calls the viewer conn's Wake,
+// which gnet allows from any goroutine. It reads no session field.
+type drainWaiter struct {
+	viewer gnet.Conn
+	conn   net.Conn // the dup
+	rc     syscall.RawConn
+	kicks  chan struct{}
+	quit   chan struct{}
+}
+
+func newDrainWaiter(viewer gnet.Conn) (*drainWaiter, error) {
+	fd, err := viewer.Dup()
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "vncedge-viewer-drain")
+	conn, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		conn.Close()
+		return nil, errors.New("viewer socket has no raw conn")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	w := &drainWaiter{viewer: viewer, conn: conn, rc: rc, kicks: make(chan struct{}, 1), quit: make(chan struct{})}
+	go w.run()
+	return w, nil
+}
+
+func (w *drainWaiter) run() {
+	for {
+		select {
+		case <-w.kicks:
+		case <-w.quit:
+			return
+		}
+		waited := false
+		err := w.rc.Write(func(uintptr) bool {
+			if waited {
+				return true
+			}
+			waited = true
+			return false // wait for the socket's writability edge
+		})
+		if err != nil || w.viewer.Wake(nil) != nil {
+			return // closed
+		}
+	}
+}
+
+// kick asks for one wake-up at the viewer socket's next writability edge.
+func (w *drainWaiter) kick() {
+	select {
+	case w.kicks <- struct{}{}:
+	default:
+	}
+}
+
+// close stops the goroutine, whether it waits for a kick or for an edge.
+func (w *drainWaiter) close() {
+	close(w.quit)
+	_ = w.conn.Close()
 }

@@ -31,14 +31,8 @@ func (s *session) upstreamTraffic(c gnet.Conn) gnet.Action {
 	}
 	if s.pauseReq && s.state == stRelay {
 		s.pauseReq = false
-		if c.OutboundBuffered() == 0 { // nothing of ours would be lost with the conn
-			if fd, err := c.Dup(); err == nil {
-				s.paused, s.pausedFD, s.up = true, fd, nil
-				s.resumeBackoff = false
-				s.pauses++
-				s.armResume()
-				return gnet.Close
-			}
+		if s.pause(c) {
+			return gnet.Close // the socket lives on in pausedFD (flow_pause.go)
 		}
 	}
 	return gnet.None

@@ -175,7 +175,9 @@ func (s *session) viewerTraffic(c gnet.Conn) gnet.Action {
 			// viewer's pongs and close are still read while the server is slow.)
 			if c.InboundBuffered() > s.srv.cfg.MaxPausedInput {
 				s.end(reasonViewerInputLimit)
+				return gnet.None
 			}
+			s.resumeCheck() // the drain waiter's wake-up, or viewer bytes (flow_pause.go)
 			return gnet.None
 		}
 		buf, _ := c.Next(-1)

@@ -88,7 +88,9 @@ func (p *a5Push) serve(c net.Conn) {
 	g := a5Gen{x: 1}
 	for sent := 0; sent < p.total; {
 		n := min(len(buf), p.total-sent)
-		g.fill(buf[:n])
+		if p.total < a5Endless || sent == 0 {
+			g.fill(buf[:n]) // an endless push repeats its first buffer: no CPU of its own in the measures
+		}
 		if _, err := c.Write(buf[:n]); err != nil {
 			return
 		}
@@ -96,6 +98,9 @@ func (p *a5Push) serve(c net.Conn) {
 	}
 	io.Copy(io.Discard, c)
 }
+
+// a5Endless is a push without end (of no interest but its volume).
+const a5Endless = 1 << 40
 
 // a5Gen is the pushed stream's generator (xorshift32).
 type a5Gen struct{ x uint32 }
@@ -327,6 +332,181 @@ func TestAttack5PauseCyclesNoStall(t *testing.T) {
 	}
 }
 
-var _ = ws.OpBinary
-var _ proxy.Config
-var _ = syscall.Getrusage
+// a5PausedEnv is a proxy (gnet path) with one viewer whose session is paused:
+// the server pushes without end and the viewer stopped reading after the
+// handshake.
+type a5PausedEnv struct {
+	srv  *proxy.Server
+	addr string
+	stop func()
+	v    *pumpViewer
+	log  *syncBuffer
+}
+
+// a5DrainWaiters counts the drain waiter goroutines (one per paused session).
+func a5DrainWaiters() int {
+	n := 0
+	for _, g := range goroutines() {
+		if strings.Contains(g, "(*drainWaiter).run") {
+			n++
+		}
+	}
+	return n
+}
+
+func a5StartPaused(t *testing.T, edit func(*proxy.Config)) *a5PausedEnv {
+	t.Helper()
+	push := startA5Push(t, a5Endless)
+	e := &a5PausedEnv{log: &syncBuffer{}}
+	cfg := targetConfig(t, "tcp://"+push.addr(), rfbparse.User)
+	cfg.NoSplice = true
+	cfg.ViewerHighWater, cfg.ViewerLowWater, cfg.MaxViewerBuffer = 64<<10, 16<<10, 4<<20
+	cfg.CloseTimeout = 300 * time.Millisecond // a paused viewer reads no close frame
+	cfg.Logger = slog.New(slog.NewJSONHandler(e.log, nil))
+	if edit != nil {
+		edit(&cfg)
+	}
+	e.srv, e.addr, e.stop = startOwnedProxy(t, cfg)
+	w0 := a5DrainWaiters()
+	e.v = a5Dial(t, e.addr, a5ViewerRcvBuf)
+	e.v.handshake(t, 1)
+	pumpWait(t, 10*time.Second, "the session never paused", func() bool { return a5DrainWaiters() > w0 })
+	return e
+}
+
+// a5WaitClean waits for the server to hold no session, socket or drain waiter.
+func a5WaitClean(t *testing.T, srv *proxy.Server) {
+	t.Helper()
+	pumpWait(t, 10*time.Second, "session, sockets or drain waiter left", func() bool {
+		st := srv.Stats()
+		return st.Active == 0 && st.Conns == 0 && a5DrainWaiters() == 0
+	})
+}
+
+// TestAttack5PausedEndsNoLeak: a session that ends while paused (viewer's
+// FIN, viewer's RST, max-duration on the loop, Shutdown) or while resuming
+// (the viewer reads a little, so the upstream is being enrolled again, and
+// resets at once) leaves no session, no counted socket, no drain waiter, no
+// goroutine and no descriptor behind.
+func TestAttack5PausedEndsNoLeak(t *testing.T) {
+	ways := []struct {
+		name string
+		edit func(*proxy.Config)
+		end  func(t *testing.T, e *a5PausedEnv)
+	}{
+		{name: "viewer-fin", end: func(t *testing.T, e *a5PausedEnv) { _ = e.v.c.CloseWrite() }},
+		{name: "viewer-rst", end: func(t *testing.T, e *a5PausedEnv) { _ = e.v.c.SetLinger(0); _ = e.v.c.Close() }},
+		{name: "max-duration", edit: func(c *proxy.Config) { c.MaxDuration = 500 * time.Millisecond },
+			end: func(t *testing.T, e *a5PausedEnv) {}},
+		{name: "shutdown", end: func(t *testing.T, e *a5PausedEnv) { e.stop() }},
+		{name: "while-resuming", end: func(t *testing.T, e *a5PausedEnv) {
+			// Read past the low watermark's worth, then reset at once: the
+			// reset races the resume (Flush, Enroll, upstreamOpen).
+			_ = e.v.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := e.v.readStream(256 << 10); err != nil {
+				t.Fatal(err)
+			}
+			_ = e.v.c.SetLinger(0)
+			_ = e.v.c.Close()
+		}},
+	}
+	for _, w := range ways {
+		t.Run(w.name, func(t *testing.T) {
+			for i := range 3 {
+				func() {
+					checkNoLeaks(t)
+					e := a5StartPaused(t, w.edit)
+					w.end(t, e)
+					a5WaitClean(t, e.srv)
+					if i == 0 {
+						for _, l := range a5Ends(e.log) {
+							t.Logf("%s: close_reason %s, pauses %d", w.name, l.CloseReason, l.Pauses)
+						}
+					}
+				}()
+			}
+		})
+	}
+}
+
+// a5CPU is the process's user+system CPU time so far.
+func a5CPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestAttack5PausedIdleNoSpin: a paused session whose viewer never reads
+// costs no CPU: the drain waiter sleeps in the netpoller and the loop is not
+// woken. The process's CPU time over a second with the session paused is
+// compared with a second of the same proxy with no session.
+func TestAttack5PausedIdleNoSpin(t *testing.T) {
+	e := a5StartPaused(t, func(c *proxy.Config) { c.PingInterval = -1 })
+	measure := func() time.Duration {
+		c0 := a5CPU(t)
+		time.Sleep(time.Second) // the measuring window, not synchronisation
+		return a5CPU(t) - c0
+	}
+	paused := measure()
+	if n := a5DrainWaiters(); n != 1 {
+		t.Fatalf("%d drain waiters, want 1 (the session paused throughout)", n)
+	}
+	_ = e.v.c.SetLinger(0)
+	_ = e.v.c.Close()
+	a5WaitClean(t, e.srv)
+	idle := measure()
+	t.Logf("CPU over 1 s: paused session %v, no session %v", paused, idle)
+	if paused > idle+50*time.Millisecond {
+		t.Fatalf("a paused, idle session burns CPU: %v over 1 s (no session: %v)", paused, idle)
+	}
+}
+
+// TestAttack5PausedInputLimit: viewer input is held, unread, while the
+// upstream is paused, within MaxPausedInput; past it the session ends with
+// 1008 viewer-input-limit, paused or not.
+func TestAttack5PausedInputLimit(t *testing.T) {
+	e := a5StartPaused(t, func(c *proxy.Config) { c.MaxPausedInput = 64 << 10 })
+	key := []byte{4, 1, 0, 0, 0, 0, 0, 0x61} // KeyEvent down 'a'
+	msg := make([]byte, 0, 8<<10)
+	for len(msg)+len(key) <= cap(msg) {
+		msg = append(msg, key...)
+	}
+	// The first pauses may be short (the viewer socket's send buffer grows
+	// with its cwnd, so gnet empties its outbound and the upstream is read
+	// again); input that arrives then goes upstream, as it should. Keep
+	// sending until the session ends.
+	sent := 0
+	for ; sent < 4<<20 && e.srv.Stats().Active == 1; sent += len(msg) {
+		if err := e.v.write(ws.OpBinary, msg); err != nil {
+			break // the proxy closed
+		}
+	}
+	t.Logf("viewer sent %d bytes of input while paused", sent)
+	pumpWait(t, 10*time.Second, "the session did not end over MaxPausedInput", func() bool { return e.srv.Stats().Active == 0 })
+	ends := a5Ends(e.log)
+	if len(ends) != 1 || ends[0].CloseReason != "viewer-input-limit" {
+		t.Fatalf("end lines %+v, want one viewer-input-limit", ends)
+	}
+	a5WaitClean(t, e.srv)
+}
+
+// TestAttack5PausedPingTimeout documents what a paused session does with
+// keepalive: its pongs (like all viewer input) are held unread while paused,
+// and the proxy's pings queue behind the outbound, so a session paused for
+// two ping intervals ends as ping-timeout (a half-open viewer, dropped
+// without a close frame), even if the viewer is alive and merely slow. A
+// viewer that never reads is ended this way rather than held for ever; one
+// reading slower than (HighWater-LowWater) per 2 × PingInterval (768 KiB per
+// 40 s by default: 150 kbit/s) is cut although it answers.
+func TestAttack5PausedPingTimeout(t *testing.T) {
+	e := a5StartPaused(t, func(c *proxy.Config) { c.PingInterval = 200 * time.Millisecond })
+	pumpWait(t, 10*time.Second, "the paused session was not ended by its keepalive", func() bool { return e.srv.Stats().Active == 0 })
+	ends := a5Ends(e.log)
+	if len(ends) != 1 || ends[0].CloseReason != "ping-timeout" {
+		t.Fatalf("end lines %+v, want one ping-timeout", ends)
+	}
+	a5WaitClean(t, e.srv)
+}

@@ -9,6 +9,7 @@ package proxy_test
 import (
 	"bufio"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"vncedge/proxy"
+	"vncedge/proxy/proxytest/rfbclient"
 	"vncedge/rfbparse"
 )
 
@@ -509,4 +511,57 @@ func TestAttack5PausedPingTimeout(t *testing.T) {
 		t.Fatalf("end lines %+v, want one ping-timeout", ends)
 	}
 	a5WaitClean(t, e.srv)
+}
+
+// TestAttack5TLSViewerNoSplice: a TLS viewer with --splice=false (the
+// viewer's gnet conn is a socketpair end behind the TLS bridge, whose
+// writability the drain waiter watches) reading in bursts with pauses,
+// under tiny watermarks: every byte in order, no stall.
+func TestAttack5TLSViewerNoSplice(t *testing.T) {
+	const total = 16 << 20
+	push := startA5Push(t, total)
+	log := &syncBuffer{}
+	cfg := targetConfig(t, "tcp://"+push.addr(), rfbparse.User)
+	cfg.NoSplice = true
+	cfg.ViewerHighWater, cfg.ViewerLowWater, cfg.MaxViewerBuffer = 4<<10, 1<<10, 1<<20
+	cfg.Logger = slog.New(slog.NewJSONHandler(log, nil))
+	pool := tlsListenerConfig(t, &cfg)
+	srv, addr := startProxy(t, cfg)
+	_, port, _ := net.SplitHostPort(addr)
+	d := rfbclient.Dialer{Protocols: []string{"binary"}, TLSConfig: &tls.Config{RootCAs: pool}}
+	v, err := d.Dial(ctxT(t), "wss://localhost:"+port+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	pushHandshake(t, v)
+	rng := rand.New(rand.NewPCG(5, 5))
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	for n := 0; n < total; {
+		k := min(1+rng.IntN(len(buf)), total-n)
+		_ = v.NetConn().SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(v, buf[:k]); err != nil {
+			t.Fatalf("after %d of %d: %v", n, total, err)
+		}
+		h.Write(buf[:k])
+		n += k
+		if rng.IntN(4) == 0 {
+			time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond) // pacing, not synchronisation
+		}
+	}
+	if got, want := h.Sum(nil), a5Sum(total); string(got) != string(want[:]) {
+		t.Fatal("stream through vncedge differs from what the server sent")
+	}
+	v.Close()
+	pumpWait(t, 10*time.Second, "session did not end", func() bool { return srv.Stats().Active == 0 })
+	for _, l := range a5Ends(log) {
+		t.Logf("close_reason %s, pauses %d", l.CloseReason, l.Pauses)
+		if l.CloseReason == "slow-consumer" {
+			t.Error("cut as a slow consumer")
+		}
+	}
+	if srv.Stats().Spliced != 0 {
+		t.Fatal("spliced: the gnet path was not taken")
+	}
 }

@@ -144,17 +144,17 @@ type a5Reader struct {
 func a5Readers(high, low int) []a5Reader {
 	none := func(*rand.Rand, int) time.Duration { return 0 }
 	return []a5Reader{
-		{name: "bursts", limit: 32 << 20, tmp: 256 << 10, chunk: func(r *rand.Rand) int { return 1 + r.IntN(256<<10) },
+		{name: "bursts", limit: 12 << 20, tmp: 256 << 10, chunk: func(r *rand.Rand) int { return 1 + r.IntN(256<<10) },
 			pause: func(r *rand.Rand, i int) time.Duration {
 				if r.IntN(4) == 0 {
 					return time.Duration(r.IntN(2000)) * time.Microsecond
 				}
 				return 0
 			}},
-		{name: "bytewise", limit: 512 << 10, tmp: 1, chunk: func(*rand.Rand) int { return 4 << 10 }, pause: none},
+		{name: "bytewise", limit: 256 << 10, tmp: 1, chunk: func(*rand.Rand) int { return 4 << 10 }, pause: none},
 		{name: "stopgo", limit: 8 << 20, tmp: 64 << 10, chunk: func(*rand.Rand) int { return 64 << 10 },
 			pause: func(r *rand.Rand, i int) time.Duration { return time.Duration(1+r.IntN(4)) * time.Millisecond }},
-		{name: "to-low-water", limit: 4 << 20, tmp: high - low, chunk: func(*rand.Rand) int { return high - low },
+		{name: "to-low-water", limit: 2 << 20, tmp: high - low, chunk: func(*rand.Rand) int { return high - low },
 			pause: func(*rand.Rand, int) time.Duration { return 500 * time.Microsecond }},
 	}
 }
@@ -279,7 +279,7 @@ func TestAttack5PauseCyclesNoStall(t *testing.T) {
 			t.Run(wm.name+"/"+up, func(t *testing.T) {
 				// Far more than the kernel's socket buffers (loopback autotunes
 				// them to megabytes), so gnet's outbound fills and pauses.
-				const total = 32 << 20
+				const total = 12 << 20
 				push := startA5Push(t, total)
 				target := "tcp://" + push.addr()
 				if up == "ws" {

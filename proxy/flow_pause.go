@@ -22,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // flowPause is the gnet path's backpressure state: while paused the upstream
@@ -153,16 +154,35 @@ func (w *drainWaiter) run() {
 			return
 		}
 		waited := false
-		err := w.rc.Write(func(uintptr) bool {
+		err := w.rc.Write(func(fd uintptr) bool {
 			if waited {
 				return true
 			}
 			waited = true
-			return false // wait for the socket's writability edge
+			// RawConn.Write has just reset the poll descriptor's readiness
+			// (prepareWrite), dropping an edge the netpoller latched before this
+			// wait: one that came after the loop's refused write but before
+			// the kick reached us. The socket gives no other edge until the
+			// next refused write, so look at it now; an edge from here on is
+			// latched for the wait.
+			return writableNow(fd)
 		})
 		if err != nil || w.viewer.Wake(nil) != nil {
 			return // closed
 		}
+	}
+}
+
+// writableNow reports whether the socket fd takes bytes now (or has failed,
+// which the loop's next write reports), without blocking.
+func writableNow(fd uintptr) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+	for {
+		n, err := unix.Poll(p, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0 && p[0].Revents&(unix.POLLOUT|unix.POLLERR|unix.POLLHUP) != 0
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -234,6 +235,13 @@ func buildConfig(o *options, log *slog.Logger) (proxy.Config, *proxy.StaticResol
 		UpstreamRecvBuffer: o.upRecvBuf,
 		PingInterval:       o.pingInterval, IdleTimeout: o.idleTimeout, MaxDuration: o.maxDuration,
 		MaxSessions: o.maxSessions, MaxPerIP: o.maxPerIP, MaxPerOrg: o.maxPerOrg,
+	}
+	// setsockopt takes a C int: a larger value would be truncated silently.
+	if o.upRecvBuf > math.MaxInt32 {
+		return cfg, nil, fmt.Errorf("--upstream-recv-buffer: %d is over the kernel's limit %d", o.upRecvBuf, math.MaxInt32)
+	}
+	if o.notSentLowat > math.MaxInt32 {
+		return cfg, nil, fmt.Errorf("--viewer-notsent-lowat: %d is over the kernel's limit %d", o.notSentLowat, math.MaxInt32)
 	}
 	allow, err := proxy.ParseUpstreamAllow(o.upstreamAllow)
 	if err != nil {

@@ -495,14 +495,12 @@ func TestAttack5PausedInputLimit(t *testing.T) {
 	a5WaitClean(t, e.srv)
 }
 
-// TestAttack5PausedPingTimeout documents what a paused session does with
-// keepalive: its pongs (like all viewer input) are held unread while paused,
-// and the proxy's pings queue behind the outbound, so a session paused for
-// two ping intervals ends as ping-timeout (a half-open viewer, dropped
-// without a close frame), even if the viewer is alive and merely slow. A
-// viewer that never reads is ended this way rather than held for ever; one
-// reading slower than (HighWater-LowWater) per 2 × PingInterval (768 KiB per
-// 40 s by default: 150 kbit/s) is cut although it answers.
+// TestAttack5PausedPingTimeout: a paused session whose viewer takes nothing
+// (its pongs, like all viewer input, are held unread while paused, and our
+// pings queue behind the outbound) ends as ping-timeout after two ping
+// intervals, dropped without a close frame: a viewer that never reads is not
+// held for ever. One that takes bytes meanwhile is alive
+// (TestAttack5PausedSlowReaderAlive).
 func TestAttack5PausedPingTimeout(t *testing.T) {
 	e := a5StartPaused(t, func(c *proxy.Config) { c.PingInterval = 200 * time.Millisecond })
 	pumpWait(t, 10*time.Second, "the paused session was not ended by its keepalive", func() bool { return e.srv.Stats().Active == 0 })
@@ -563,5 +561,30 @@ func TestAttack5TLSViewerNoSplice(t *testing.T) {
 	}
 	if srv.Stats().Spliced != 0 {
 		t.Fatal("spliced: the gnet path was not taken")
+	}
+}
+
+// TestAttack5PausedSlowReaderAlive: a viewer that reads 8 KiB per 10 ms
+// with 100 ms pings reaches each ping only after the few hundred KiB queued
+// before it (gnet's outbound and the socket), and while paused its pongs wait
+// unread behind the input held for the upstream. (Slower readers ack nothing
+// for longer than two intervals on loopback, whose 64 KiB MSS holds back the
+// receiver's window updates; with real MSS and default 20 s pings they do.) The bytes it takes show it is alive:
+// it must not be dropped as ping-timeout. (A viewer that takes nothing while
+// paused still is: TestAttack5PausedPingTimeout.)
+func TestAttack5PausedSlowReaderAlive(t *testing.T) {
+	e := a5StartPaused(t, func(c *proxy.Config) { c.PingInterval = 100 * time.Millisecond })
+	defer e.stop()
+	e.v.tmp = make([]byte, 8<<10)
+	until := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(until) {
+		_ = e.v.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := e.v.readStream(8 << 10); err != nil {
+			t.Fatalf("the slow viewer was cut: %v; end lines %+v", err, a5Ends(e.log))
+		}
+		time.Sleep(10 * time.Millisecond) // pacing, not synchronisation
+	}
+	if ends := a5Ends(e.log); len(ends) != 0 {
+		t.Fatalf("end lines %+v, want the session alive", ends)
 	}
 }

@@ -25,6 +25,10 @@ type keepalive struct {
 	pingsOut     int   // pings sent and not answered
 	lastViewer   int64 // coarse unix ns of the last viewer data
 	lastUpstream int64 // coarse unix ns of the last upstream read
+	// At the last check: the viewer's gnet outbound, that plus its socket's
+	// send queue, and the bytes its socket had acknowledged (viewerTook).
+	checkedOut, checkedQueued int
+	checkedAcked              uint64
 }
 
 // startChecks arms the ticker's relay checks.
@@ -70,6 +74,14 @@ func (r *relayCheck) Run(context.Context) error {
 		return nil
 	}
 	if cfg.PingInterval > 0 {
+		if s.viewerTook() {
+			// A slow viewer reaches our ping only after the bytes queued
+			// before it, and while paused its pong waits unread behind the
+			// input held for the upstream: the bytes it took since the last
+			// check show it is alive. One that takes nothing (half-open, or
+			// a zero window) is still dropped below.
+			s.pingsOut = 0
+		}
 		if s.pingsOut >= 2 {
 			// A half-open viewer: nobody will read a close frame.
 			s.drop(reasonPingTimeout)
@@ -77,6 +89,7 @@ func (r *relayCheck) Run(context.Context) error {
 		}
 		s.pingsOut++
 		s.sendControl(s.viewer, ws.OpPing, nil, false)
+		s.markViewerOut()
 	}
 	s.nextCheck.Store(now.Add(s.nextCheckDelay()).UnixNano())
 	return nil
@@ -105,3 +118,31 @@ func (s *session) sendControl(c gnet.Conn, op ws.OpCode, payload []byte, masked 
 		s.checkUpstreamOut()
 	}
 }
+
+// markViewerOut notes what is queued for the viewer and what its socket has
+// acknowledged, for viewerTook at the next check.
+func (s *session) markViewerOut() {
+	s.checkedOut = s.viewer.OutboundBuffered()
+	s.checkedQueued = s.checkedOut
+	if n, q, ok := bytesAcked(s.viewer.Fd()); ok {
+		s.checkedAcked, s.checkedQueued = n, s.checkedQueued+q
+	}
+}
+
+// viewerTook reports whether the viewer took bytes of a backlog since
+// markViewerOut: its socket acknowledged more, or gnet's outbound for it
+// shrank. Only a backlog counts: with nothing queued before our ping but the
+// ping itself, its pong is not held up, and acknowledging the ping proves no
+// more than a TCP stack that still answers.
+func (s *session) viewerTook() bool {
+	if s.checkedQueued <= maxControlFrame {
+		return false
+	}
+	if n, _, ok := bytesAcked(s.viewer.Fd()); ok && n > s.checkedAcked {
+		return true
+	}
+	return s.viewer.OutboundBuffered() < s.checkedOut
+}
+
+// maxControlFrame is the largest control frame we send (header and payload).
+const maxControlFrame = 2 + 125

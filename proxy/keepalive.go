@@ -124,7 +124,7 @@ func (s *session) sendControl(c gnet.Conn, op ws.OpCode, payload []byte, masked 
 func (s *session) markViewerOut() {
 	s.checkedOut = s.viewer.OutboundBuffered()
 	s.checkedQueued = s.checkedOut
-	if n, q, ok := bytesAcked(s.viewer.Fd()); ok {
+	if n, q, ok := ackedAndQueued(s.viewer.Fd()); ok {
 		s.checkedAcked, s.checkedQueued = n, s.checkedQueued+q
 	}
 }
@@ -138,7 +138,7 @@ func (s *session) viewerTook() bool {
 	if s.checkedQueued <= maxControlFrame {
 		return false
 	}
-	if n, _, ok := bytesAcked(s.viewer.Fd()); ok && n > s.checkedAcked {
+	if n, _, ok := ackedAndQueued(s.viewer.Fd()); ok && n > s.checkedAcked {
 		return true
 	}
 	return s.viewer.OutboundBuffered() < s.checkedOut

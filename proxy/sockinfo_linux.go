@@ -2,11 +2,11 @@ package proxy
 
 import "golang.org/x/sys/unix"
 
-// bytesAcked is how many bytes the peer of TCP socket fd has acknowledged
+// ackedAndQueued is how many bytes the peer of TCP socket fd has acknowledged
 // (tcpi_bytes_acked), and how many wait in its send queue, unsent or
 // unacknowledged (SIOCOUTQ); ok is false for other sockets (a TLS viewer's
 // socketpair). It allocates: for the keepalive check, not per frame.
-func bytesAcked(fd int) (acked uint64, queued int, ok bool) {
+func ackedAndQueued(fd int) (acked uint64, queued int, ok bool) {
 	ti, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
 	if err != nil {
 		return 0, 0, false

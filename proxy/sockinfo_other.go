@@ -2,5 +2,5 @@
 
 package proxy
 
-// bytesAcked is unknown off Linux.
-func bytesAcked(int) (acked uint64, queued int, ok bool) { return 0, 0, false }
+// ackedAndQueued is unknown off Linux.
+func ackedAndQueued(int) (acked uint64, queued int, ok bool) { return 0, 0, false }

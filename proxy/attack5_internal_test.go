@@ -108,18 +108,7 @@ func a5Writable(t *testing.T, fd int) bool {
 // the edge already latched by the netpoller is thrown away and the waiter
 // waits for one that never comes: a lost wake-up, the session paused for good.
 func TestAttack5DrainWaiterEdgeBeforeWait(t *testing.T) {
-	w, r := a5Pair(t)
-	wrc, err := w.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wfd int
-	_ = wrc.Control(func(fd uintptr) { wfd = int(fd) })
-	vc := &a5Conn{fd: wfd, wakes: make(chan struct{}, 1)}
-	dw, err := newDrainWaiter(vc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r, wfd, vc, dw := a5Waiter(t)
 	defer dw.close()
 
 	n := a5Fill(t, w) // the loop's refused write: SOCK_NOSPACE, one edge owed
@@ -150,18 +139,7 @@ func TestAttack5DrainWaiterEdgeBeforeWait(t *testing.T) {
 // must not wake the loop before the viewer reads (a wake-up without progress
 // would kick again at once: a spin), and must wake it once the viewer does.
 func TestAttack5DrainWaiterNoSpin(t *testing.T) {
-	w, r := a5Pair(t)
-	wrc, err := w.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wfd int
-	_ = wrc.Control(func(fd uintptr) { wfd = int(fd) })
-	vc := &a5Conn{fd: wfd, wakes: make(chan struct{}, 1)}
-	dw, err := newDrainWaiter(vc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, r, wfd, vc, dw := a5Waiter(t)
 	defer dw.close()
 	for round := 0; round < 20; round++ {
 		n := a5Fill(t, w)
@@ -182,4 +160,22 @@ func TestAttack5DrainWaiterNoSpin(t *testing.T) {
 			t.Fatalf("round %d: the viewer drained but no wake-up", round)
 		}
 	}
+}
+
+// a5Waiter makes a socket pair (w written by the "loop", r read by the
+// "viewer"), a fake viewer conn on w's fd that records Wake calls, and a drain
+// waiter on it.
+func a5Waiter(t *testing.T) (w, r *net.TCPConn, wfd int, vc *a5Conn, dw *drainWaiter) {
+	t.Helper()
+	w, r = a5Pair(t)
+	wrc, err := w.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = wrc.Control(func(fd uintptr) { wfd = int(fd) })
+	vc = &a5Conn{fd: wfd, wakes: make(chan struct{}, 1)}
+	if dw, err = newDrainWaiter(vc); err != nil {
+		t.Fatal(err)
+	}
+	return w, r, wfd, vc, dw
 }

@@ -80,13 +80,7 @@ func (p *a5Push) addr() string { return p.ln.Addr().String() }
 func (p *a5Push) serve(c net.Conn) {
 	defer c.Close()
 	buf := make([]byte, 64<<10)
-	c.Write([]byte("RFB 003.008\n"))
-	io.ReadFull(c, buf[:12])
-	c.Write([]byte{1, 1})
-	io.ReadFull(c, buf[:1])
-	c.Write([]byte{0, 0, 0, 0})
-	io.ReadFull(c, buf[:1])
-	c.Write([]byte{0, 8, 0, 8, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0, 0, 0, 0, 1, 'p'})
+	pushServerHandshake(c)
 	g := a5Gen{x: 1}
 	for sent := 0; sent < p.total; {
 		n := min(len(buf), p.total-sent)
@@ -214,27 +208,7 @@ func a5Dial(t testing.TB, addr string, rcvbuf int) *pumpViewer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	r := &pumpViewer{c: c.(*net.TCPConn), tmp: make([]byte, 256<<10)}
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	defer c.SetDeadline(time.Time{})
-	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n"
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	var head []byte
-	var b [1]byte
-	for !strings.HasSuffix(string(head), "\r\n\r\n") {
-		if _, err := c.Read(b[:]); err != nil {
-			t.Fatalf("upgrade response: %v (%q)", err, head)
-		}
-		head = append(head, b[0])
-	}
-	if !strings.HasPrefix(string(head), "HTTP/1.1 101") {
-		t.Fatalf("upgrade refused: %q", head)
-	}
-	return r
+	return upgradePumpViewer(t, c.(*net.TCPConn), addr, nil)
 }
 
 // a5Line is a session end line.

@@ -45,14 +45,7 @@ func (p *pushServer) serve() {
 	}
 	defer c.Close()
 	buf := make([]byte, 64<<10)
-	c.Write([]byte("RFB 003.008\n"))
-	io.ReadFull(c, buf[:12])
-	c.Write([]byte{1, 1})
-	io.ReadFull(c, buf[:1])
-	c.Write([]byte{0, 0, 0, 0})
-	io.ReadFull(c, buf[:1])
-	// ServerInit: 8x8, 32bpp, name "p". The pushed stream follows it.
-	c.Write([]byte{0, 8, 0, 8, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0, 0, 0, 0, 1, 'p'})
+	pushServerHandshake(c) // the pushed stream follows ServerInit
 	h := sha256.New()
 	var x uint32 = 1
 	for sent := 0; sent < p.total; {
@@ -86,6 +79,20 @@ func (p *pushServer) serve() {
 	copy(s[:], h.Sum(nil))
 	p.sum <- s
 	io.Copy(io.Discard, c) // hold the conn until the viewer leaves
+}
+
+// pushServerHandshake is a push server's side of the RFB handshake: RFB 3.8,
+// security None, and a ServerInit of 8x8, 32bpp, name "p" (what
+// pushHandshake expects).
+func pushServerHandshake(c net.Conn) {
+	var buf [12]byte
+	c.Write([]byte("RFB 003.008\n"))
+	io.ReadFull(c, buf[:12])
+	c.Write([]byte{1, 1})
+	io.ReadFull(c, buf[:1])
+	c.Write([]byte{0, 0, 0, 0})
+	io.ReadFull(c, buf[:1])
+	c.Write([]byte{0, 8, 0, 8, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0, 0, 0, 0, 1, 'p'})
 }
 
 // pushHandshake completes a pushServer's RFB handshake by hand, with exact
@@ -183,14 +190,7 @@ func TestSlowUpstreamCapped(t *testing.T) {
 			return
 		}
 		defer c.Close()
-		buf := make([]byte, 64)
-		c.Write([]byte("RFB 003.008\n"))
-		io.ReadFull(c, buf[:12])
-		c.Write([]byte{1, 1})
-		io.ReadFull(c, buf[:1])
-		c.Write([]byte{0, 0, 0, 0})
-		io.ReadFull(c, buf[:1])
-		c.Write([]byte{0, 8, 0, 8, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0, 0, 0, 0, 1, 'p'})
+		pushServerHandshake(c)
 		select {} // never read again
 	}()
 	cfg := targetConfig(t, "tcp://"+ln.Addr().String(), rfbparse.User)
@@ -198,18 +198,7 @@ func TestSlowUpstreamCapped(t *testing.T) {
 	cfg.MaxFramePayload = 1 << 20
 	_, addr := startProxy(t, cfg)
 	ws := dialWS(t, addr, "/")
-	buf := make([]byte, 25)
-	for _, step := range []struct {
-		read int
-		send []byte
-	}{{12, []byte("RFB 003.008\n")}, {2, []byte{1}}, {4, []byte{1}}, {25, nil}} {
-		if _, err := io.ReadFull(ws, buf[:step.read]); err != nil {
-			t.Fatalf("handshake: %v", err)
-		}
-		if step.send != nil {
-			ws.Write(step.send)
-		}
-	}
+	pushHandshake(t, ws)
 	// A 15 MiB clipboard (under MaxCutText) that the server never reads.
 	const total = 15 << 20
 	hdr := binary.BigEndian.AppendUint32([]byte{6, 0, 0, 0}, total)

@@ -85,8 +85,15 @@ func dialPumpViewer(t testing.TB, addr string, rng *rand.Rand) *pumpViewer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return upgradePumpViewer(t, c.(*net.TCPConn), addr, rng)
+}
+
+// upgradePumpViewer upgrades c, a fresh conn to the proxy at addr, to a
+// WebSocket viewer, reading nothing past the 101.
+func upgradePumpViewer(t testing.TB, c *net.TCPConn, addr string, rng *rand.Rand) *pumpViewer {
+	t.Helper()
 	t.Cleanup(func() { c.Close() })
-	r := &pumpViewer{c: c.(*net.TCPConn), rng: rng, tmp: make([]byte, 256<<10)}
+	r := &pumpViewer{c: c, rng: rng, tmp: make([]byte, 256<<10)}
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	defer c.SetDeadline(time.Time{})
 	req := "GET / HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +

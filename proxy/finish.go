@@ -15,7 +15,8 @@
 //	finish    OnClose (any → stClosed): releases everything
 //
 // Call sites name an endReason (reasons.go): end, endDetail and endFrame are
-// endWith with the row's code and text. Only serveWeb leaves otherwise: a plain
+// endWith with the row's code and text; endAsync and endAsyncDetail hand
+// endWith to the session's loop from any goroutine. Only serveWeb leaves otherwise: a plain
 // HTTP request is handed to the web server, never a session (web.go); it too
 // reaches finish. goingAway (server shutdown) and expire (a passed deadline,
 // from the ticker) run on the session's loop and pick a door.
@@ -31,6 +32,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+	"go.opentelemetry.io/otel/attribute"
 
 	"vncedge/proxy/upgrade"
 	"vncedge/proxy/wsframe"
@@ -109,6 +111,18 @@ func (s *session) endWith(code ws.StatusCode, reason string) {
 		_, _ = s.viewer.Write(wsframe.AppendClose(s.ctl[:0], code, reason, nil))
 	}
 	s.deadline.Store(time.Now().Add(s.srv.cfg.CloseTimeout).UnixNano())
+}
+
+// endAsyncWith ends a session from any goroutine (endWith). Call sites use
+// endAsync or endAsyncDetail (reasons.go), not this.
+func (s *session) endAsyncWith(code ws.StatusCode, reason string) {
+	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		if s.state == stRelay {
+			s.events.Add("vnc.end", attribute.String("reason", reason))
+			s.endWith(code, reason)
+		}
+		return nil
+	}))
 }
 
 // drop closes the viewer now, without a close handshake, and the upstream

@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/panjf2000/gnet/v2"
 	"go.opentelemetry.io/otel/attribute"
 
 	"vncedge/rfbparse"
@@ -208,27 +206,4 @@ func (srv *Server) clipboardCall(ctx context.Context, op string) func(error) {
 		tr.CDPLatency(op, time.Since(began), err == nil)
 		tracing.EndChild(span, err)
 	}
-}
-
-// eventAsync records a span event on the session's loop.
-func (s *session) eventAsync(name string) {
-	if s.srv.cfg.Tracing == nil {
-		return
-	}
-	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		s.events.Add(name)
-		return nil
-	}))
-}
-
-// endAsyncWith ends a session from any goroutine (endWith). Call sites use
-// endAsync or endAsyncDetail (reasons.go), not this.
-func (s *session) endAsyncWith(code ws.StatusCode, reason string) {
-	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-		if s.state == stRelay {
-			s.events.Add("vnc.end", attribute.String("reason", reason))
-			s.endWith(code, reason)
-		}
-		return nil
-	}))
 }

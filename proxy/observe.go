@@ -16,6 +16,7 @@ import (
 	"vncedge/rfbparse"
 	"vncedge/tracing"
 
+	"github.com/panjf2000/gnet/v2"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -144,4 +145,15 @@ func (s *session) publish() {
 	if rt := s.route; rt != nil {
 		s.published.Store(rt)
 	}
+}
+
+// eventAsync records a span event on the session's loop.
+func (s *session) eventAsync(name string) {
+	if s.srv.cfg.Tracing == nil {
+		return
+	}
+	_ = s.viewer.EventLoop().Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		s.events.Add(name)
+		return nil
+	}))
 }
